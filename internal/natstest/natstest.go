@@ -1,0 +1,188 @@
+// Package natstest starts embedded nats-server instances for tests: a single
+// JetStream node or a 3-node cluster, on random ports with temporary storage.
+package natstest
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// started remembers the options of each server for RestartServer.
+var started sync.Map
+
+// RunBasicJetStreamServer starts one JetStream server; it stops when the test ends.
+func RunBasicJetStreamServer(t testing.TB) *server.Server {
+	t.Helper()
+	opts := &server.Options{
+		ServerName:         "test",
+		Host:               "127.0.0.1",
+		Port:               -1,
+		JetStream:          true,
+		StoreDir:           t.TempDir(),
+		NoSigs:             true,
+		NoLog:              true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+		JetStreamMaxStore:  8 << 30,
+	}
+	return start(t, opts)
+}
+
+// RestartServer starts a server again on the same options (same store dir).
+func RestartServer(t testing.TB, s *server.Server) *server.Server {
+	t.Helper()
+	v, ok := started.Load(s)
+	if !ok {
+		t.Fatal("RestartServer: server was not started by natstest")
+	}
+	o := *v.(*server.Options)
+	o.Port = s.Addr().(*net.TCPAddr).Port
+	s.Shutdown()
+	s.WaitForShutdown()
+	return start(t, &o)
+}
+
+func start(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("new nats server: %v", err)
+	}
+	started.Store(s, opts)
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// Cluster is a 3-node JetStream cluster in one process.
+type Cluster struct {
+	Servers []*server.Server
+}
+
+// URLs is the comma-separated client URL list of every node.
+func (c *Cluster) URLs() string {
+	var u []string
+	for _, s := range c.Servers {
+		u = append(u, s.ClientURL())
+	}
+	return strings.Join(u, ",")
+}
+
+// RunJetStreamCluster starts three clustered JetStream servers and waits until
+// each sees a meta leader and three peers, so that R3 assets can be created.
+func RunJetStreamCluster(t testing.TB) *Cluster {
+	t.Helper()
+	const n = 3
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	c := &Cluster{}
+	for i := 0; i < n; i++ {
+		opts := &server.Options{
+			ServerName:         fmt.Sprintf("n%d", i+1),
+			Host:               "127.0.0.1",
+			Port:               -1,
+			JetStream:          true,
+			StoreDir:           t.TempDir(),
+			NoSigs:             true,
+			NoLog:              true,
+			MaxPayload:         8 << 20,
+			JetStreamMaxMemory: 256 << 20,
+			JetStreamMaxStore:  4 << 30,
+			Cluster: server.ClusterOpts{
+				Name: "logtally-test",
+				Host: "127.0.0.1",
+				Port: ports[i],
+			},
+			Routes: routes,
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("new cluster node: %v", err)
+		}
+		go s.Start()
+		t.Cleanup(func() {
+			s.Shutdown()
+			s.WaitForShutdown()
+		})
+		c.Servers = append(c.Servers, s)
+	}
+	for _, s := range c.Servers {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatal("cluster node not ready")
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, s := range c.Servers {
+			if s.JetStreamIsLeader() {
+				continue
+			}
+			raft := s.JetStreamClusterPeers()
+			if len(raft) < n || !hasLeader(c) {
+				ok = false
+			}
+		}
+		if ok {
+			return c
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("cluster did not form a meta leader with 3 peers")
+	return nil
+}
+
+func hasLeader(c *Cluster) bool {
+	for _, s := range c.Servers {
+		if s.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Connect opens a client connection to s that closes when the test ends.
+func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
