@@ -134,18 +134,14 @@ func RunJetStreamCluster(t testing.TB) *Cluster {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		ok := true
-		for _, s := range c.Servers {
-			if s.JetStreamIsLeader() {
-				continue
+		if leader := c.leader(); leader != nil && len(leader.JetStreamClusterPeers()) == n {
+			current := true
+			for _, s := range c.Servers {
+				current = current && s.JetStreamIsCurrent()
 			}
-			raft := s.JetStreamClusterPeers()
-			if len(raft) < n || !hasLeader(c) {
-				ok = false
+			if current {
+				return c
 			}
-		}
-		if ok {
-			return c
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -153,13 +149,13 @@ func RunJetStreamCluster(t testing.TB) *Cluster {
 	return nil
 }
 
-func hasLeader(c *Cluster) bool {
+func (c *Cluster) leader() *server.Server {
 	for _, s := range c.Servers {
 		if s.JetStreamIsLeader() {
-			return true
+			return s
 		}
 	}
-	return false
+	return nil
 }
 
 func freePort(t testing.TB) int {

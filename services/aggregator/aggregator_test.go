@@ -1,0 +1,455 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/internal/natsconn"
+	"github.com/logtally/logtally/internal/natstest"
+	"github.com/logtally/logtally/internal/service"
+	"github.com/logtally/logtally/internal/topology"
+)
+
+const testPartitions = 8
+
+func testTopology() topology.Config {
+	t := topology.Defaults()
+	t.Partitions = testPartitions
+	t.MemberTTL = 2 * time.Second
+	return t
+}
+
+func testConfig() Config {
+	return Config{FlushInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, AllowedLateness: 48 * time.Hour, PurgeEvery: 3, MaxCachedWindows: 64}
+}
+
+type instance struct {
+	svc  *Service
+	conn *natsconn.Conn
+}
+
+func startInstance(t *testing.T, url string, id string, topo topology.Config) *instance {
+	t.Helper()
+	log := hclog.NewNullLogger()
+	conn, err := natsconn.Connect(natsconn.Config{URL: url, Replicas: topo.Replicas, Name: id}, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(testConfig(), service.Deps{
+		Log: log, NATS: conn, Registerer: prometheus.NewRegistry(), Topology: topo, InstanceID: id,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	inst := &instance{svc: svc, conn: conn}
+	t.Cleanup(func() { inst.stop(t) })
+	return inst
+}
+
+func (i *instance) stop(t *testing.T) {
+	if i.conn.NC.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := i.svc.Stop(ctx); err != nil {
+		t.Errorf("stop %s: %v", i.svc.id, err)
+	}
+	i.conn.Close()
+}
+
+// kill crashes the instance: no flush, no release, connection dropped.
+func (i *instance) kill() {
+	i.svc.Kill()
+	i.conn.NC.Close()
+}
+
+// event is one record of the reference input.
+type event struct {
+	addr netip.Addr
+	ms   int64
+}
+
+// reference counts events per (resolution, window start, ip): the oracle.
+type reference map[string]map[int64]map[netip.Addr]uint64
+
+func (r reference) add(res []topology.Resolution, e event) {
+	for _, rs := range res {
+		size := rs.Size.Milliseconds()
+		start := floorDiv(e.ms, size) * size / 1000
+		if r[rs.Name] == nil {
+			r[rs.Name] = map[int64]map[netip.Addr]uint64{}
+		}
+		if r[rs.Name][start] == nil {
+			r[rs.Name][start] = map[netip.Addr]uint64{}
+		}
+		r[rs.Name][start][e.addr]++
+	}
+}
+
+// stored reads every window of every bucket back.
+func stored(t *testing.T, js jetstream.JetStream, res []topology.Resolution) (reference, uint64, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	out := reference{}
+	var dead, late uint64
+	for _, rs := range res {
+		kv, err := js.KeyValue(ctx, rs.Bucket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lister, err := kv.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key := range lister.Keys() {
+			start, _, err := counts.ParseKey(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := kv.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := counts.Unmarshal(e.Value())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rs.Name == res[0].Name {
+				dead += w.DeadLetters
+				late += w.Late
+			}
+			for a, c := range w.Counts {
+				if out[rs.Name] == nil {
+					out[rs.Name] = map[int64]map[netip.Addr]uint64{}
+				}
+				if out[rs.Name][start.Unix()] == nil {
+					out[rs.Name][start.Unix()] = map[netip.Addr]uint64{}
+				}
+				out[rs.Name][start.Unix()][counts.Unpack(a)] += c
+			}
+		}
+	}
+	return out, dead, late
+}
+
+func diff(want, got reference) string {
+	var problems []string
+	for res, ws := range want {
+		for start, ips := range ws {
+			for ip, c := range ips {
+				if g := got[res][start][ip]; g != c {
+					problems = append(problems, fmt.Sprintf("%s window %d ip %s: want %d got %d", res, start, ip, c, g))
+				}
+			}
+		}
+	}
+	for res, ws := range got {
+		for start, ips := range ws {
+			for ip, c := range ips {
+				if _, ok := want[res][start][ip]; !ok {
+					problems = append(problems, fmt.Sprintf("%s window %d ip %s: unexpected count %d", res, start, ip, c))
+				}
+			}
+		}
+	}
+	sort.Strings(problems)
+	if len(problems) > 10 {
+		problems = append(problems[:10], fmt.Sprintf("... and %d more", len(problems)-10))
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	return fmt.Sprint(problems)
+}
+
+// publisher plays the parser: record batches on logs.parsed.<p>.
+type publisher struct {
+	js    jetstream.JetStream
+	n     int
+	batch int
+	dead  uint64
+}
+
+func (p *publisher) publish(t *testing.T, events []event, deadPerBatch uint64) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < len(events); i += 200 {
+		end := min(i+200, len(events))
+		out := map[int]*logtallyv1.RecordBatch{}
+		for _, e := range events[i:end] {
+			a := counts.Pack(e.addr)
+			part := counts.Partition(a, p.n)
+			b := out[part]
+			if b == nil {
+				b = &logtallyv1.RecordBatch{ReceivedUnixMs: e.ms}
+				out[part] = b
+			}
+			b.Addrs = append(b.Addrs, a[:]...)
+			b.TimesMs = append(b.TimesMs, e.ms)
+		}
+		if deadPerBatch > 0 {
+			part := p.batch % p.n
+			if out[part] == nil {
+				out[part] = &logtallyv1.RecordBatch{ReceivedUnixMs: events[i].ms}
+			}
+			out[part].DeadLetters = deadPerBatch
+			p.dead += deadPerBatch
+		}
+		for part, b := range out {
+			data, err := proto.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := "b" + strconv.Itoa(p.batch) + ".p" + strconv.Itoa(part)
+			if _, err := p.js.Publish(ctx, topology.ParsedSubject(part), data, jetstream.WithMsgID(id)); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+		}
+		p.batch++
+	}
+}
+
+func genEvents(rng *rand.Rand, n int, base time.Time, span time.Duration, ips int) []event {
+	zipf := rand.NewZipf(rng, 1.2, 1, uint64(ips-1))
+	out := make([]event, n)
+	for i := range out {
+		k := zipf.Uint64()
+		var a netip.Addr
+		if k%7 == 0 {
+			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(k >> 8), 15: byte(k)})
+		} else {
+			a = netip.AddrFrom4([4]byte{10, byte(k >> 16), byte(k >> 8), byte(k)})
+		}
+		// Mostly in order, with some disorder as real logs have.
+		off := time.Duration(float64(span) * float64(i) / float64(n))
+		off += time.Duration(rng.IntN(90)-60) * time.Second
+		out[i] = event{addr: a, ms: base.Add(off).UnixMilli()}
+	}
+	return out
+}
+
+func waitExact(t *testing.T, js jetstream.JetStream, res []topology.Resolution, want reference, wantDead uint64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		got, dead, late := stored(t, js, res)
+		last = diff(want, got)
+		if last == "" && dead == wantDead && late == 0 {
+			return
+		}
+		if last == "" {
+			last = fmt.Sprintf("dead letters want %d got %d; late %d", wantDead, dead, late)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("counts never matched the reference: %s", last)
+}
+
+func setup(t *testing.T, srv *server.Server, topo topology.Config) jetstream.JetStream {
+	t.Helper()
+	_, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := topology.Ensure(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestCountsMatchReference(t *testing.T) {
+	srv := natstest.RunBasicJetStreamServer(t)
+	topo := testTopology()
+	js := setup(t, srv, topo)
+	startInstance(t, srv.ClientURL(), "a1", topo)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 11, 24, 9, 50, 0, 0, time.UTC)
+	events := genEvents(rng, 20000, base, 25*time.Minute, 2000)
+	ref := reference{}
+	for _, e := range events {
+		ref.add(topo.Resolutions, e)
+	}
+	pub := &publisher{js: js, n: topo.Partitions}
+	pub.publish(t, events, 1)
+	waitExact(t, js, topo.Resolutions, ref, pub.dead)
+}
+
+func TestExactlyOnceAcrossKillsAndScaling(t *testing.T) {
+	srv := natstest.RunBasicJetStreamServer(t)
+	topo := testTopology()
+	js := setup(t, srv, topo)
+	url := srv.ClientURL()
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	events := genEvents(rng, 60000, base, 40*time.Minute, 5000)
+	ref := reference{}
+	for _, e := range events {
+		ref.add(topo.Resolutions, e)
+	}
+	pub := &publisher{js: js, n: topo.Partitions}
+
+	insts := []*instance{startInstance(t, url, "a1", topo)}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	chunks := 12
+	step := len(events) / chunks
+	progress := make(chan int, chunks)
+	go func() {
+		defer wg.Done()
+		for c := 0; c < chunks; c++ {
+			pub.publish(t, events[c*step:min((c+1)*step, len(events))], 2)
+			progress <- c
+			time.Sleep(150 * time.Millisecond)
+		}
+		close(progress)
+	}()
+	n := 1
+	for c := range progress {
+		switch c {
+		case 1, 2: // scale 1 → 3
+			n++
+			insts = append(insts, startInstance(t, url, "a"+strconv.Itoa(n), topo))
+		case 4: // crash one without flushing
+			insts[1].kill()
+			insts = append(insts[:1], insts[2:]...)
+		case 6: // graceful leave
+			insts[0].stop(t)
+			insts = insts[1:]
+		case 7: // a replacement joins
+			n++
+			insts = append(insts, startInstance(t, url, "a"+strconv.Itoa(n), topo))
+		case 9: // crash again
+			insts[0].kill()
+			insts = insts[1:]
+		}
+	}
+	wg.Wait()
+	waitExact(t, js, topo.Resolutions, ref, pub.dead)
+	if len(insts) != 1 {
+		t.Fatalf("expected one survivor, have %d", len(insts))
+	}
+	if got := len(insts[0].svc.Owned()); got != topo.Partitions {
+		t.Fatalf("survivor owns %d of %d partitions", got, topo.Partitions)
+	}
+}
+
+func TestBalancedOwnership(t *testing.T) {
+	srv := natstest.RunBasicJetStreamServer(t)
+	topo := testTopology()
+	setup(t, srv, topo)
+	var insts []*instance
+	for i := 0; i < 3; i++ {
+		insts = append(insts, startInstance(t, srv.ClientURL(), "b"+strconv.Itoa(i), topo))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var owned []int
+		total := 0
+		for _, in := range insts {
+			owned = append(owned, len(in.svc.Owned()))
+			total += len(in.svc.Owned())
+		}
+		balanced := total == topo.Partitions
+		for _, o := range owned {
+			if o < topo.Partitions/3 || o > (topo.Partitions+2)/3 {
+				balanced = false
+			}
+		}
+		if balanced {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ownership not balanced: %v", owned)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestLateRecords(t *testing.T) {
+	srv := natstest.RunBasicJetStreamServer(t)
+	topo := testTopology()
+	js := setup(t, srv, topo)
+	startInstance(t, srv.ClientURL(), "l1", topo)
+
+	// Last year's log replayed counts normally: lateness is event time.
+	old := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := netip.MustParseAddr("203.0.113.7")
+	events := []event{{a, old.UnixMilli()}, {a, old.Add(time.Minute).UnixMilli()}}
+	// Then a record far ahead moves the watermark; an old one after it is late.
+	b := netip.MustParseAddr("198.51.100.4")
+	pub := &publisher{js: js, n: topo.Partitions}
+	pub.publish(t, events, 0)
+	pub.publish(t, []event{{a, old.Add(72 * time.Hour).UnixMilli()}}, 0)
+	pub.publish(t, []event{{a, old.Add(2 * time.Minute).UnixMilli()}, {b, old.Add(72 * time.Hour).UnixMilli()}}, 0)
+
+	ref := reference{}
+	for _, e := range append(events, event{a, old.Add(72 * time.Hour).UnixMilli()}, event{b, old.Add(72 * time.Hour).UnixMilli()}) {
+		ref.add(topo.Resolutions, e)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, _, late := stored(t, js, topo.Resolutions)
+		d := diff(ref, got)
+		if d == "" && late == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("late handling: diff %s late %d", d, late)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ls, err := js.Stream(context.Background(), topology.LateStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ls.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("late stream has %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func TestClusterR3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	c := natstest.RunJetStreamCluster(t)
+	topo := testTopology()
+	topo.Replicas = 3
+	js := setup(t, c.Servers[0], topo)
+	startInstance(t, c.URLs(), "c1", topo)
+	startInstance(t, c.URLs(), "c2", topo)
+
+	rng := rand.New(rand.NewPCG(5, 6))
+	events := genEvents(rng, 10000, time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC), 10*time.Minute, 1000)
+	ref := reference{}
+	for _, e := range events {
+		ref.add(topo.Resolutions, e)
+	}
+	pub := &publisher{js: js, n: topo.Partitions}
+	pub.publish(t, events, 1)
+	waitExact(t, js, topo.Resolutions, ref, pub.dead)
+}

@@ -1,0 +1,11 @@
+package aggregator
+
+import "errors"
+
+var (
+	// ErrFenced means a state write lost its compare-and-swap: another owner
+	// wrote the key since we read it. The partition restarts from its checkpoint.
+	ErrFenced = errors.New("state changed by another owner")
+	// ErrBadBatch means a record batch could not be decoded.
+	ErrBadBatch = errors.New("bad record batch")
+)

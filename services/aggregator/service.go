@@ -1,0 +1,237 @@
+// Package aggregator keeps exact per-IP counts in event-time windows. Each
+// partition of logs.parsed has one active owner among the aggregator
+// replicas; the owner counts in memory and writes one KV value per
+// (resolution, window, partition) with compare-and-swap. See docs/design.md
+// for the exactly-once argument.
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logtally/logtally/internal/service"
+	"github.com/logtally/logtally/internal/topology"
+)
+
+// Service is the aggregator stage.
+type Service struct {
+	cfg  Config
+	deps service.Deps
+	log  hclog.Logger
+	js   jetstream.JetStream
+	id   string
+	m    *metrics
+
+	res     []topology.Resolution
+	buckets []jetstream.KeyValue
+	state   jetstream.KeyValue
+	members jetstream.KeyValue
+	parsed  jetstream.Stream
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	loopDone chan struct{}
+	stopCh   chan struct{}
+	stopLoop sync.Once
+	ready    atomic.Bool
+
+	mu    sync.Mutex
+	owned map[int]*runner
+}
+
+type runner struct {
+	cancel  context.CancelFunc
+	release chan struct{}
+	done    chan struct{}
+	rev     uint64 // revision of the lease key
+}
+
+// New builds the aggregator.
+func New(cfg Config, deps service.Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.InstanceID == "" {
+		return nil, errors.New("aggregator: instance id is empty")
+	}
+	return &Service{
+		cfg:   cfg,
+		deps:  deps,
+		log:   deps.Log.Named("aggregator"),
+		js:    deps.NATS.JS,
+		id:    deps.InstanceID,
+		m:     newMetrics(deps.Registerer),
+		res:   deps.Topology.Resolutions,
+		owned: map[int]*runner{},
+	}, nil
+}
+
+// Name implements service.Service.
+func (s *Service) Name() string { return "aggregator" }
+
+// Start opens the buckets and joins the membership.
+func (s *Service) Start(ctx context.Context) error {
+	for _, r := range s.res {
+		kv, err := s.js.KeyValue(ctx, r.Bucket())
+		if err != nil {
+			return fmt.Errorf("open bucket %s: %w", r.Bucket(), err)
+		}
+		s.buckets = append(s.buckets, kv)
+	}
+	var err error
+	if s.state, err = s.js.KeyValue(ctx, topology.StateBucket); err != nil {
+		return fmt.Errorf("open bucket %s: %w", topology.StateBucket, err)
+	}
+	if s.members, err = s.js.KeyValue(ctx, topology.MembersBucket); err != nil {
+		return fmt.Errorf("open bucket %s: %w", topology.MembersBucket, err)
+	}
+	if s.parsed, err = s.js.Stream(ctx, topology.ParsedStream); err != nil {
+		return fmt.Errorf("open stream %s: %w", topology.ParsedStream, err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.loopDone = make(chan struct{})
+	s.stopCh = make(chan struct{})
+	if s.deps.Health != nil {
+		s.deps.Health.Add("aggregator", func() error {
+			if !s.ready.Load() {
+				return errors.New("membership not joined yet")
+			}
+			return nil
+		})
+	}
+	go s.loop()
+	s.log.Info("aggregator started", "instance", s.id, "partitions", s.deps.Topology.Partitions)
+	return nil
+}
+
+// Stop releases every partition after a final flush and leaves the membership.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.loopStop()
+	s.mu.Lock()
+	ps := make([]int, 0, len(s.owned))
+	for p := range s.owned {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.release(ctx, p)
+		}()
+	}
+	wg.Wait()
+	if err := s.members.Delete(ctx, memberKey(s.id)); err != nil {
+		s.log.Warn("leave membership", "error", err)
+	}
+	s.cancel()
+	if s.deps.Health != nil {
+		s.deps.Health.Remove("aggregator")
+	}
+	s.log.Info("aggregator stopped", "instance", s.id)
+	return nil
+}
+
+// Kill stops at once without flushing or releasing anything, as a crash
+// would; tests use it to prove recovery from the checkpoint.
+func (s *Service) Kill() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	<-s.loopDone
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, r := range s.owned {
+		<-r.done
+		delete(s.owned, p)
+	}
+}
+
+// Owned returns the partitions this instance owns now.
+func (s *Service) Owned() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int, 0, len(s.owned))
+	for p := range s.owned {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (s *Service) loopStop() {
+	select {
+	case <-s.loopDone:
+		return
+	default:
+	}
+	s.stopLoop.Do(func() { close(s.stopCh) })
+	<-s.loopDone
+}
+
+func (s *Service) claim(p int, rev uint64) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	r := &runner{cancel: cancel, release: make(chan struct{}), done: make(chan struct{}), rev: rev}
+	s.mu.Lock()
+	s.owned[p] = r
+	s.mu.Unlock()
+	s.m.owned.WithLabelValues(fmt.Sprint(p), s.id).Set(1)
+	s.m.rebalances.Inc()
+	pt := &partition{s: s, p: p}
+	go func() {
+		defer close(r.done)
+		pt.run(ctx, r.release)
+	}()
+	s.log.Info("partition claimed", "partition", p)
+}
+
+// release flushes partition p, then frees its lease for the next owner.
+func (s *Service) release(ctx context.Context, p int) {
+	s.mu.Lock()
+	r, ok := s.owned[p]
+	delete(s.owned, p)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	close(r.release)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		r.cancel()
+		<-r.done
+	}
+	r.cancel()
+	s.m.owned.DeleteLabelValues(fmt.Sprint(p), s.id)
+	s.m.rebalances.Inc()
+	if err := s.members.Delete(context.WithoutCancel(ctx), leaseKey(p), jetstream.LastRevision(r.rev)); err != nil {
+		s.log.Warn("free partition lease", "partition", p, "error", err)
+	}
+	s.log.Info("partition released", "partition", p)
+}
+
+// abort drops partition p without flushing: its lease was lost, so another
+// owner may already be writing.
+func (s *Service) abort(p int) {
+	s.mu.Lock()
+	r, ok := s.owned[p]
+	delete(s.owned, p)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.cancel()
+	<-r.done
+	s.m.owned.DeleteLabelValues(fmt.Sprint(p), s.id)
+	s.log.Warn("partition lease lost", "partition", p)
+}
