@@ -1,0 +1,124 @@
+package query
+
+import (
+	"bytes"
+	"container/list"
+	"slices"
+	"sync"
+
+	"github.com/logtally/logtally/internal/counts"
+)
+
+// entry is one IP and its count in a decoded window.
+type entry struct {
+	addr  [counts.AddrLen]byte
+	count uint64
+}
+
+// window is a decoded window value in the form queries use: entries sorted
+// by packed address (byte order), so windows merge linearly.
+type window struct {
+	entries []entry
+	total   uint64
+	dead    uint64
+	late    uint64
+}
+
+// emptyWindow stands for a missing key.
+var emptyWindow = &window{}
+
+func newWindow(w *counts.Window) *window {
+	out := &window{entries: make([]entry, 0, len(w.Counts)), dead: w.DeadLetters, late: w.Late}
+	for a, c := range w.Counts {
+		if c == 0 {
+			continue
+		}
+		out.entries = append(out.entries, entry{addr: a, count: c})
+		out.total += c
+	}
+	slices.SortFunc(out.entries, func(a, b entry) int { return bytes.Compare(a.addr[:], b.addr[:]) })
+	return out
+}
+
+// size estimates the memory of the window in bytes.
+func (w *window) size() int64 { return int64(len(w.entries))*24 + 96 }
+
+// lookup returns the count of one address.
+func (w *window) lookup(a [counts.AddrLen]byte) uint64 {
+	i, ok := slices.BinarySearchFunc(w.entries, a, func(e entry, t [counts.AddrLen]byte) int {
+		return bytes.Compare(e.addr[:], t[:])
+	})
+	if !ok {
+		return 0
+	}
+	return w.entries[i].count
+}
+
+// cacheKey names one revision of one window key. The revision alone is
+// unique within a bucket; the rest keeps keys readable and safe.
+type cacheKey struct {
+	res   int
+	start int64
+	part  int
+	rev   uint64
+}
+
+type cacheItem struct {
+	key cacheKey
+	w   *window
+}
+
+// lru is a byte-bounded LRU cache of decoded windows. Values of a given
+// key+revision never change, so entries need no invalidation: a newer
+// revision is a different key and the old one ages out.
+type lru struct {
+	mu    sync.Mutex
+	max   int64
+	bytes int64
+	ll    *list.List
+	items map[cacheKey]*list.Element
+}
+
+func newLRU(maxBytes int64) *lru {
+	return &lru{max: maxBytes, ll: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+func (c *lru) get(k cacheKey) (*window, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[k]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(el)
+	return el.Value.(*cacheItem).w, true
+}
+
+func (c *lru) add(k cacheKey, w *window) {
+	sz := w.size()
+	if sz > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[k]; ok {
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[k] = c.ll.PushFront(&cacheItem{key: k, w: w})
+	c.bytes += sz
+	for c.bytes > c.max {
+		el := c.ll.Back()
+		it := el.Value.(*cacheItem)
+		c.ll.Remove(el)
+		delete(c.items, it.key)
+		c.bytes -= it.w.size()
+	}
+}
+
+// stats returns the number of entries and their estimated bytes.
+func (c *lru) stats() (int, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items), c.bytes
+}

@@ -1,0 +1,104 @@
+package query
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Config of the query stage.
+type Config struct {
+	// GRPCAddr is the listen address of the gRPC QueryService.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// MaxN is the largest n a top query may ask for.
+	MaxN int `yaml:"max_n"`
+	// MaxRange is the longest range a query may cover.
+	MaxRange time.Duration `yaml:"max_range"`
+	// MaxPoints is the largest number of points in one series.
+	MaxPoints int `yaml:"max_points"`
+	// Timeout bounds the work of one query (not of a WatchTop stream).
+	Timeout time.Duration `yaml:"timeout"`
+	// CacheBytes bounds the (estimated) memory of decoded windows kept in
+	// the LRU cache.
+	CacheBytes int64 `yaml:"cache_bytes"`
+	// FetchConcurrency bounds the concurrent KV gets of one query.
+	FetchConcurrency int `yaml:"fetch_concurrency"`
+	// DefaultLast is the range used when a query gives none.
+	DefaultLast time.Duration `yaml:"default_last"`
+}
+
+// RegisterFlags registers the grpc.addr and query.* flags.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.StringVar(&c.GRPCAddr, "grpc.addr", ":9090", "listen address of the gRPC QueryService (with reflection and health)")
+	f.IntVar(&c.MaxN, "query.max-n", 1000, "largest n of a top query")
+	f.Var(newDaysValue(&c.MaxRange, 400*24*time.Hour), "query.max-range", "longest range of a query (Go duration, or days such as 400d)")
+	f.IntVar(&c.MaxPoints, "query.max-points", 10000, "largest number of points of one IP series")
+	f.DurationVar(&c.Timeout, "query.timeout", 10*time.Second, "time limit of one query")
+	f.Int64Var(&c.CacheBytes, "query.cache-bytes", 256<<20, "memory bound (estimated bytes) of the cache of decoded windows")
+	f.IntVar(&c.FetchConcurrency, "query.fetch-concurrency", 16, "concurrent KV gets of one query")
+	f.Var(newDaysValue(&c.DefaultLast, 15*time.Minute), "query.default-last", "range of a query that gives neither last nor from/to")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("grpc.addr must not be empty"))
+	}
+	if c.MaxN < 1 {
+		errs = append(errs, fmt.Errorf("query.max-n must be at least 1, got %d", c.MaxN))
+	}
+	if c.MaxRange < time.Minute {
+		errs = append(errs, fmt.Errorf("query.max-range must be at least 1m, got %s", formatDuration(c.MaxRange)))
+	}
+	if c.MaxPoints < 1 {
+		errs = append(errs, fmt.Errorf("query.max-points must be at least 1, got %d", c.MaxPoints))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("query.timeout must be positive, got %s", c.Timeout))
+	}
+	if c.CacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("query.cache-bytes must not be negative, got %d", c.CacheBytes))
+	}
+	if c.FetchConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("query.fetch-concurrency must be at least 1, got %d", c.FetchConcurrency))
+	}
+	if c.DefaultLast <= 0 || c.DefaultLast%time.Minute != 0 {
+		errs = append(errs, fmt.Errorf("query.default-last must be a positive whole number of minutes, got %s", formatDuration(c.DefaultLast)))
+	} else if c.DefaultLast > c.MaxRange {
+		errs = append(errs, fmt.Errorf("query.default-last %s is longer than query.max-range %s", formatDuration(c.DefaultLast), formatDuration(c.MaxRange)))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultConfig returns the flag defaults.
+func DefaultConfig() Config {
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("query", flag.ContinueOnError))
+	return c
+}
+
+// daysValue is a flag.Value for durations that also accepts a days suffix.
+type daysValue struct{ d *time.Duration }
+
+func newDaysValue(d *time.Duration, def time.Duration) *daysValue {
+	*d = def
+	return &daysValue{d: d}
+}
+
+func (v *daysValue) String() string {
+	if v == nil || v.d == nil {
+		return ""
+	}
+	return formatDuration(*v.d)
+}
+
+func (v *daysValue) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v.d = d
+	return nil
+}
