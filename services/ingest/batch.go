@@ -1,0 +1,303 @@
+package ingest
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+)
+
+// lineCost is what one line adds to the encoded RawBatch.
+func lineCost(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
+
+// oversizedCost is what one oversized entry adds to the encoded RawBatch.
+func oversizedCost(prefix int) int {
+	inner := 1 + protowire.SizeVarint(uint64(prefix)) + prefix + 1 + 10
+	return 1 + protowire.SizeVarint(uint64(inner)) + inner
+}
+
+// batch is one RawBatch under construction. Lines are copied into one
+// arena allocated with the batch's byte limit, so it never grows.
+type batch struct {
+	arena []byte
+	lines [][]byte
+	over  []*logtallyv1.OversizedLine
+	size  int
+	peer  string
+	mixed bool
+	first time.Time
+	timer *time.Timer
+}
+
+func newBatch(maxBytes int, first time.Time) *batch {
+	return &batch{arena: make([]byte, 0, maxBytes), size: batchOverhead, first: first}
+}
+
+func (b *batch) count() int { return len(b.lines) + len(b.over) }
+
+func (b *batch) setPeer(peer string) {
+	switch {
+	case b.count() == 0:
+		b.peer = peer
+	case !b.mixed && b.peer != peer:
+		b.peer, b.mixed = "", true
+	}
+}
+
+func (b *batch) addLine(p []byte) {
+	start := len(b.arena)
+	b.arena = append(b.arena, p...)
+	b.lines = append(b.lines, b.arena[start:len(b.arena):len(b.arena)])
+	b.size += lineCost(len(p))
+}
+
+func (b *batch) addOversized(o *logtallyv1.OversizedLine) {
+	b.over = append(b.over, o)
+	b.size += oversizedCost(len(o.Prefix))
+}
+
+func (b *batch) message(source, format string) *logtallyv1.RawBatch {
+	return &logtallyv1.RawBatch{
+		Source:         source,
+		Peer:           b.peer,
+		ReceivedUnixMs: b.first.UnixMilli(),
+		Format:         format,
+		Lines:          b.lines,
+		Oversized:      b.over,
+	}
+}
+
+// lineHandler takes the lines a framer cuts from a stream.
+type lineHandler interface {
+	line(p []byte) // p is only valid during the call
+	oversized(prefix []byte, length uint64)
+	empty()
+}
+
+// chunk collects the lines one reader got from one read, so that a
+// connection takes the shared batcher's lock once per read, not per line.
+type chunk struct {
+	buf   []byte
+	ends  []int
+	over  []*logtallyv1.OversizedLine
+	first time.Time
+	bytes int64
+	blank int
+}
+
+func (c *chunk) start() {
+	if c.first.IsZero() {
+		c.first = time.Now()
+	}
+}
+
+func (c *chunk) line(p []byte) {
+	c.start()
+	c.buf = append(c.buf, p...)
+	c.ends = append(c.ends, len(c.buf))
+	c.bytes += int64(len(p))
+}
+
+func (c *chunk) oversized(prefix []byte, length uint64) {
+	c.start()
+	c.over = append(c.over, &logtallyv1.OversizedLine{Prefix: append([]byte(nil), prefix...), Length: length})
+	c.bytes += int64(length)
+}
+
+func (c *chunk) empty() { c.blank++ }
+
+func (c *chunk) entries() int { return len(c.ends) + len(c.over) }
+
+func (c *chunk) reset() {
+	c.buf, c.ends, c.over = c.buf[:0], c.ends[:0], c.over[:0]
+	c.first, c.bytes, c.blank = time.Time{}, 0, 0
+}
+
+// batcher accumulates the lines of one source into batches and hands each
+// full or lingering batch to a publisher goroutine. At most
+// PublishMaxInFlight batches of a source are sealed and unacknowledged;
+// these slots are the bounded queue that gives backpressure.
+type batcher struct {
+	s       *Service
+	source  string
+	format  string
+	subject string
+	slots   chan struct{}
+
+	mu     sync.Mutex
+	cur    *batch
+	closed bool
+
+	lines, bytes, oversized, blank counter
+}
+
+// counter is the subset of prometheus.Counter the batcher needs.
+type counter interface{ Add(float64) }
+
+func (s *Service) newBatcher(source, format string) *batcher {
+	return &batcher{
+		s:         s,
+		source:    source,
+		format:    format,
+		subject:   subjectFor(source),
+		slots:     make(chan struct{}, s.cfg.PublishMaxInFlight),
+		lines:     s.m.lines.WithLabelValues(source),
+		bytes:     s.m.bytes.WithLabelValues(source),
+		oversized: s.m.oversized.WithLabelValues(source),
+		blank:     s.m.empty.WithLabelValues(source),
+	}
+}
+
+// add merges c into the current batch. With wait, it blocks while every
+// slot of the source is in flight (TCP backpressure). Without wait, it adds
+// nothing and returns false when a batch would have to be sealed and no
+// slot is free (UDP: the caller drops the datagram).
+func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
+	if c.blank > 0 {
+		bt.blank.Add(float64(c.blank))
+	}
+	if c.entries() == 0 {
+		return true
+	}
+	max := bt.s.cfg.BatchMaxBytes
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	if bt.closed {
+		return false
+	}
+	need := func(cost int) bool {
+		if bt.cur != nil && bt.cur.size+cost > max {
+			if !bt.sealLocked(wait) {
+				return false
+			}
+		}
+		if bt.cur == nil {
+			bt.cur = newBatch(max, c.first)
+			b := bt.cur
+			b.timer = time.AfterFunc(bt.s.cfg.BatchLinger, func() { bt.linger(b) })
+		}
+		bt.cur.setPeer(peer)
+		return true
+	}
+	count := func() {
+		bt.lines.Add(float64(len(c.ends)))
+		bt.bytes.Add(float64(c.bytes))
+		if len(c.over) > 0 {
+			bt.oversized.Add(float64(len(c.over)))
+		}
+	}
+	if wait {
+		// Everything will be added (or counted as lost at shutdown):
+		// count now, before a seal can block.
+		count()
+	}
+	start := 0
+	for _, end := range c.ends {
+		if !need(lineCost(end - start)) {
+			return false
+		}
+		bt.cur.addLine(c.buf[start:end])
+		start = end
+	}
+	for _, o := range c.over {
+		if !need(oversizedCost(len(o.Prefix))) {
+			return false
+		}
+		bt.cur.addOversized(o)
+	}
+	if !wait {
+		count()
+	}
+	if bt.cur.size >= max-lineCost(0) {
+		bt.sealLocked(wait)
+	}
+	return true
+}
+
+// sealLocked hands the current batch to a publisher once a slot is free.
+// bt.mu is held: while a TCP reader waits here, the source's other readers
+// wait for the lock, which is the backpressure.
+func (bt *batcher) sealLocked(wait bool) bool {
+	b := bt.cur
+	if b == nil {
+		return true
+	}
+	select {
+	case bt.slots <- struct{}{}:
+	default:
+		if !wait {
+			return false
+		}
+		t0 := time.Now()
+		select {
+		case bt.slots <- struct{}{}:
+			bt.s.m.backpressure.Add(time.Since(t0).Seconds())
+		case <-bt.s.giveUp.Done():
+			bt.cur = nil
+			b.timer.Stop()
+			bt.s.lose(b.count())
+			return true
+		}
+	}
+	bt.cur = nil
+	b.timer.Stop()
+	bt.s.pending.Add(1)
+	go bt.publish(b)
+	return true
+}
+
+// linger seals b when its linger time is over, unless it was sealed already.
+// It waits for a slot without the lock, so UDP readers never block.
+func (bt *batcher) linger(b *batch) {
+	bt.mu.Lock()
+	if bt.cur != b || bt.closed {
+		bt.mu.Unlock()
+		return
+	}
+	bt.cur = nil
+	bt.s.pending.Add(1)
+	bt.mu.Unlock()
+	bt.waitSlotAndPublish(b)
+}
+
+// flush seals the current batch and refuses further lines (Stop).
+func (bt *batcher) flush() {
+	bt.mu.Lock()
+	bt.closed = true
+	b := bt.cur
+	bt.cur = nil
+	if b != nil {
+		b.timer.Stop()
+		bt.s.pending.Add(1)
+	}
+	bt.mu.Unlock()
+	if b != nil {
+		bt.waitSlotAndPublish(b)
+	}
+}
+
+// waitSlotAndPublish publishes b (already counted in s.pending) once a
+// slot is free.
+func (bt *batcher) waitSlotAndPublish(b *batch) {
+	select {
+	case bt.slots <- struct{}{}:
+		go bt.publish(b)
+	case <-bt.s.giveUp.Done():
+		bt.s.lose(b.count())
+		bt.s.pending.Done()
+	}
+}
+
+// publish sends b until it is acknowledged or the service gives up. It
+// owns one slot and one count of s.pending.
+func (bt *batcher) publish(b *batch) {
+	defer func() {
+		<-bt.slots
+		bt.s.pending.Done()
+	}()
+	if err := bt.s.publishBatch(bt.s.giveUp, bt.source, bt.source, bt.subject, b.message(bt.source, bt.format)); err != nil {
+		bt.s.lose(b.count())
+	}
+}

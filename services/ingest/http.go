@@ -1,0 +1,243 @@
+package ingest
+
+import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/obs"
+)
+
+// IngestResponse is the body of a successful POST /api/v1/ingest.
+type IngestResponse struct {
+	// Accepted is the number of lines stored (oversized lines excluded).
+	Accepted int `json:"accepted"`
+	// Oversized is the number of lines stored as prefix and length only.
+	Oversized int `json:"oversized"`
+}
+
+// handleIngest serves POST /api/v1/ingest. The body is read completely
+// (bounded by -ingest.http.max-body-bytes after decompression) before
+// anything is published, so a client error (400, 413) stores nothing.
+// The request's lines go into batches of their own, which are published
+// and acknowledged before the answer; a 503 means some batches may be
+// stored (retrying the request can duplicate those lines).
+func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
+	code := http.StatusOK
+	defer func() { s.m.httpRequests.WithLabelValues(strconv.Itoa(code)).Inc() }()
+	fail := func(c int, format string, a ...any) {
+		code = c
+		if c == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		obs.WriteError(w, c, fmt.Sprintf(format, a...))
+	}
+
+	s.mu.Lock()
+	if !s.started || s.stopping {
+		s.mu.Unlock()
+		fail(http.StatusServiceUnavailable, "ingest is not running")
+		return
+	}
+	s.httpWG.Add(1)
+	s.mu.Unlock()
+	defer s.httpWG.Done()
+
+	received := time.Now()
+	q := r.URL.Query()
+	format := q.Get("format")
+	if format != "" && !tokenRE.MatchString(format) {
+		fail(http.StatusBadRequest, "format %q must match [a-z0-9_-]{1,64}", format)
+		return
+	}
+	source := sanitizeSource(q.Get("source"))
+
+	body := http.MaxBytesReader(w, r.Body, s.cfg.HTTPMaxBodyBytes)
+	var rd io.Reader = body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			if c, msg := bodyError(err); c != 0 {
+				fail(c, "%s", msg)
+				return
+			}
+			fail(http.StatusBadRequest, "bad gzip body: %v", err)
+			return
+		}
+		defer zr.Close()
+		rd = zr
+	default:
+		fail(http.StatusUnsupportedMediaType, "content encoding %q is not supported (use gzip or none)", enc)
+		return
+	}
+	rd = &capReader{r: rd, left: s.cfg.HTTPMaxBodyBytes}
+
+	hb := &httpBatches{maxBytes: s.cfg.BatchMaxBytes, peer: r.RemoteAddr, first: received}
+	br := bufio.NewReaderSize(rd, readerSize(s.cfg.MaxLineBytes))
+	if err := scanLines(br, s.cfg.MaxLineBytes, hb, nil); err != nil {
+		c, msg := bodyError(err)
+		if c == 0 {
+			c, msg = http.StatusBadRequest, "read body: "+err.Error()
+		}
+		fail(c, "%s", msg)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HTTPTimeout)
+	defer cancel()
+	stopAfter := context.AfterFunc(s.giveUp, cancel)
+	defer stopAfter()
+	if err := s.publishRequest(ctx, source, format, hb.batches); err != nil {
+		if r.Context().Err() != nil {
+			code = 499 // client went away; nobody reads the answer
+			return
+		}
+		s.log.Warn("http ingest not acknowledged in time", "source", source, "lines", hb.lines, "error", err)
+		fail(http.StatusServiceUnavailable, "jetstream did not acknowledge the batches within %s: %v", s.cfg.HTTPTimeout, err)
+		return
+	}
+	s.m.lines.WithLabelValues(SourceHTTP).Add(float64(hb.lines))
+	s.m.bytes.WithLabelValues(SourceHTTP).Add(float64(hb.bytes))
+	if hb.over > 0 {
+		s.m.oversized.WithLabelValues(SourceHTTP).Add(float64(hb.over))
+	}
+	if hb.blank > 0 {
+		s.m.empty.WithLabelValues(SourceHTTP).Add(float64(hb.blank))
+	}
+	obs.WriteJSON(w, http.StatusOK, IngestResponse{Accepted: hb.lines, Oversized: hb.over})
+}
+
+// publishRequest publishes a request's batches, at most
+// PublishMaxInFlight at a time across all requests, and waits for every ack.
+func (s *Service) publishRequest(ctx context.Context, source, format string, batches []*batch) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	subject := subjectFor(source)
+	for _, b := range batches {
+		select {
+		case s.httpSem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return fmt.Errorf("wait for a publish slot: %w", context.Cause(ctx))
+		}
+		wg.Add(1)
+		go func(m *logtallyv1.RawBatch) {
+			defer func() { <-s.httpSem; wg.Done() }()
+			if err := s.publishBatch(ctx, source, SourceHTTP, subject, m); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}(b.message(source, format))
+	}
+	wg.Wait()
+	return first
+}
+
+// bodyError maps a body read error to a status: 413 over the limit, 400
+// for broken compression; 0 when the error is none of these.
+func bodyError(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	var ce flate.CorruptInputError
+	switch {
+	case errors.Is(err, ErrBodyTooLarge) || errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "request body too large"
+	case errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum), errors.As(err, &ce):
+		return http.StatusBadRequest, "bad gzip body: " + err.Error()
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadRequest, "truncated request body: " + err.Error()
+	}
+	return 0, ""
+}
+
+// capReader fails with ErrBodyTooLarge once more than left bytes are read.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, ErrBodyTooLarge
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return 0, ErrBodyTooLarge
+	}
+	return n, err
+}
+
+// sanitizeSource turns ?source= into a subject token of [a-z0-9_-].
+func sanitizeSource(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return SourceHTTP
+	}
+	return string(b)
+}
+
+// httpBatches cuts one request's lines into batches of its own.
+type httpBatches struct {
+	maxBytes int
+	peer     string
+	first    time.Time
+	batches  []*batch
+	lines    int
+	over     int
+	blank    int
+	bytes    int64
+}
+
+func (h *httpBatches) room(cost int) *batch {
+	if n := len(h.batches); n > 0 && h.batches[n-1].size+cost <= h.maxBytes {
+		return h.batches[n-1]
+	}
+	b := newBatch(h.maxBytes, h.first)
+	b.peer = h.peer
+	h.batches = append(h.batches, b)
+	return b
+}
+
+func (h *httpBatches) line(p []byte) {
+	h.room(lineCost(len(p))).addLine(p)
+	h.lines++
+	h.bytes += int64(len(p))
+}
+
+func (h *httpBatches) oversized(prefix []byte, length uint64) {
+	h.room(oversizedCost(len(prefix))).addOversized(&logtallyv1.OversizedLine{Prefix: append([]byte(nil), prefix...), Length: length})
+	h.over++
+	h.bytes += int64(length)
+}
+
+func (h *httpBatches) empty() { h.blank++ }

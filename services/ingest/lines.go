@@ -1,0 +1,242 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Framing. Lines are cut from a bufio.Reader whose buffer holds at least
+// max-line-bytes plus a CRLF, so every line that is not oversized is
+// returned by one ReadSlice without copying; longer lines are skipped to
+// their newline while only their first KiB is kept.
+
+// readerSize is the bufio buffer size for a line limit.
+func readerSize(maxLine int) int { return max(maxLine+2, 16<<10) }
+
+// trimEOL removes a trailing "\n" and then one trailing "\r".
+func trimEOL(p []byte) []byte {
+	if n := len(p); n > 0 && p[n-1] == '\n' {
+		p = p[:n-1]
+	}
+	if n := len(p); n > 0 && p[n-1] == '\r' {
+		p = p[:n-1]
+	}
+	return p
+}
+
+// trimNewlines removes every trailing '\n' and '\r' (datagrams, frames).
+func trimNewlines(p []byte) []byte {
+	return bytes.TrimRight(p, "\r\n")
+}
+
+// emit hands one line to h, classifying it as empty, normal or oversized.
+func emit(h lineHandler, p []byte, maxLine int) {
+	switch {
+	case len(p) == 0:
+		h.empty()
+	case len(p) > maxLine:
+		h.oversized(p[:min(len(p), oversizedPrefix)], uint64(len(p)))
+	default:
+		h.line(p)
+	}
+}
+
+// scanLines cuts newline-delimited lines until the reader ends. idle, if
+// set, runs whenever the next read would have to wait for the network, so
+// that the caller can pass on what it collected before blocking. At io.EOF
+// a final line without newline is kept and scanLines returns nil; on any
+// other read error an unfinished line is dropped and the error returned.
+func scanLines(br *bufio.Reader, maxLine int, h lineHandler, idle func()) error {
+	for {
+		if idle != nil && br.Buffered() == 0 {
+			idle()
+		}
+		if err := readLine(br, maxLine, nil, h); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// readLine reads one line ending in '\n' and emits it. head holds bytes of
+// the line that the caller consumed already (a few bytes at most). It
+// returns io.EOF after emitting a final unterminated line.
+func readLine(br *bufio.Reader, maxLine int, head []byte, h lineHandler) error {
+	p, err := br.ReadSlice('\n')
+	if len(head) > 0 && (err == nil || err == io.EOF) {
+		p = append(append([]byte(nil), head...), p...)
+	}
+	switch {
+	case err == nil:
+		emit(h, trimEOL(p), maxLine)
+		return nil
+	case errors.Is(err, bufio.ErrBufferFull):
+		prefix := append(append(make([]byte, 0, oversizedPrefix), head...), p[:min(len(p), oversizedPrefix-min(len(head), oversizedPrefix))]...)
+		n, err := skipLine(br, uint64(len(head)+len(p)), p[len(p)-1])
+		h.oversized(prefix, n)
+		return err
+	case errors.Is(err, io.EOF):
+		if p = trimEOL(p); len(p) > 0 {
+			emit(h, p, maxLine)
+		}
+		return io.EOF
+	default:
+		return err
+	}
+}
+
+// skipLine discards the rest of an oversized line of which n bytes were
+// read (the last being last) and returns its length without terminator.
+func skipLine(br *bufio.Reader, n uint64, last byte) (uint64, error) {
+	for {
+		p, err := br.ReadSlice('\n')
+		n += uint64(len(p))
+		if len(p) > 0 {
+			if err == nil {
+				n-- // '\n'
+				prev := last
+				if len(p) > 1 {
+					prev = p[len(p)-2]
+				}
+				if prev == '\r' {
+					n--
+				}
+				return n, nil
+			}
+			last = p[len(p)-1]
+		}
+		if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && last == '\r' {
+			n--
+		}
+		return n, err
+	}
+}
+
+// scanSyslog frames syslog over TCP (RFC 6587). The first byte of the
+// connection selects the framing: a digit means octet counting
+// ("<len> <msg>"), anything else (normally '<') newline-delimited
+// (non-transparent) framing. An octet-counted stream whose next frame has no
+// valid length is read as newline-delimited from there on (onFramingError
+// is called once).
+func scanSyslog(br *bufio.Reader, maxLine int, h lineHandler, idle func(), onFramingError func()) error {
+	if idle != nil && br.Buffered() == 0 {
+		idle()
+	}
+	first, err := br.Peek(1)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	if first[0] < '0' || first[0] > '9' {
+		return scanLines(br, maxLine, h, idle)
+	}
+	for {
+		if idle != nil && br.Buffered() == 0 {
+			idle()
+		}
+		head, n, err := readOctetCount(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if len(head) > 0 {
+					emit(h, trimNewlines(head), maxLine)
+				}
+				return nil
+			}
+			if !errors.Is(err, errBadFrame) {
+				return err
+			}
+			onFramingError()
+			if err := readLine(br, maxLine, head, h); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			return ignoreEOF(scanLines(br, maxLine, h, idle))
+		}
+		if err := readFrame(br, n, maxLine, h); err != nil {
+			return ignoreEOF(err)
+		}
+	}
+}
+
+var errBadFrame = errors.New("bad octet count")
+
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	return err
+}
+
+// readOctetCount reads "<digits> " and returns the count. Newlines and
+// spaces before the count are skipped (some senders end frames with '\n').
+// On errBadFrame, head holds the bytes consumed of the frame.
+func readOctetCount(br *bufio.Reader) (head []byte, n int, err error) {
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			return nil, 0, err
+		}
+		if c != '\n' && c != '\r' && c != ' ' {
+			if err := br.UnreadByte(); err != nil {
+				return nil, 0, err
+			}
+			break
+		}
+	}
+	for digits := 0; ; digits++ {
+		c, err := br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return head, 0, io.EOF
+			}
+			return head, 0, err
+		}
+		switch {
+		case c >= '0' && c <= '9' && digits < 9:
+			head = append(head, c)
+			n = n*10 + int(c-'0')
+		case c == ' ' && digits > 0:
+			return head, n, nil
+		default:
+			if c == '\n' {
+				if err := br.UnreadByte(); err != nil {
+					return head, 0, err
+				}
+			} else {
+				head = append(head, c)
+			}
+			return head, 0, errBadFrame
+		}
+	}
+}
+
+// readFrame reads an n-byte octet-counted message and emits it without
+// trailing newlines; a newline inside the message stays.
+func readFrame(br *bufio.Reader, n, maxLine int, h lineHandler) error {
+	if n > maxLine {
+		prefix := make([]byte, min(n, oversizedPrefix))
+		if _, err := io.ReadFull(br, prefix); err != nil {
+			return err
+		}
+		if _, err := br.Discard(n - len(prefix)); err != nil {
+			return err
+		}
+		h.oversized(prefix, uint64(n))
+		return nil
+	}
+	p, err := br.Peek(n)
+	if err != nil {
+		return err
+	}
+	emit(h, trimNewlines(p), maxLine)
+	_, err = br.Discard(n)
+	return err
+}

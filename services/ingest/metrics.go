@@ -1,0 +1,51 @@
+package ingest
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	lines           *prometheus.CounterVec
+	bytes           *prometheus.CounterVec
+	batches         *prometheus.CounterVec
+	oversized       *prometheus.CounterVec
+	empty           *prometheus.CounterVec
+	publishErrors   prometheus.Counter
+	publishRetries  prometheus.Counter
+	duplicates      prometheus.Counter
+	batchLines      prometheus.Histogram
+	publishLatency  prometheus.Histogram
+	udpDropped      prometheus.Counter
+	connsRejected   prometheus.Counter
+	openConns       *prometheus.GaugeVec
+	lostOnShutdown  prometheus.Counter
+	httpRequests    *prometheus.CounterVec
+	framingErrors   prometheus.Counter
+	batchesInFlight prometheus.Gauge
+	backpressure    prometheus.Counter
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	f := promauto.With(r)
+	return &metrics{
+		lines:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_lines_total", Help: "Lines received and handed to a batch (oversized lines not included), by source."}, []string{"source"}),
+		bytes:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_bytes_total", Help: "Bytes of received lines without terminators (full length of oversized lines included), by source."}, []string{"source"}),
+		batches:         f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_batches_published_total", Help: "Raw batches acknowledged by JetStream, by source."}, []string{"source"}),
+		oversized:       f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_oversized_lines_total", Help: "Lines longer than -ingest.max-line-bytes, sent as prefix and length, by source."}, []string{"source"}),
+		empty:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_empty_lines_total", Help: "Empty lines skipped, by source."}, []string{"source"}),
+		publishErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_errors_total", Help: "Failed publish attempts of raw batches (each is retried)."}),
+		publishRetries:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_retries_total", Help: "Publish attempts repeated with the same Nats-Msg-Id."}),
+		duplicates:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_duplicates_total", Help: "Batches JetStream acknowledged as duplicates: an earlier attempt was stored but its ack was lost."}),
+		batchLines:      f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_batch_lines", Help: "Lines per published raw batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+		publishLatency:  f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_publish_latency_seconds", Help: "Time from publishing a raw batch to its JetStream ack (successful attempts).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
+		udpDropped:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_udp_dropped_total", Help: "Syslog UDP datagrams dropped because every batch slot was in flight."}),
+		connsRejected:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_connections_rejected_total", Help: "TCP connections closed at once because the listener was at -ingest.max-connections."}),
+		openConns:       f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_ingest_open_connections", Help: "Open TCP connections, by listener."}, []string{"listener"}),
+		lostOnShutdown:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_lines_lost_on_shutdown_total", Help: "Lines whose batch was not acknowledged before the stop deadline."}),
+		httpRequests:    f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_http_requests_total", Help: "HTTP ingest requests, by status code."}, []string{"code"}),
+		framingErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_syslog_framing_errors_total", Help: "Syslog TCP frames without a valid octet count; the rest of the connection is read as newline-delimited."}),
+		batchesInFlight: f.NewGauge(prometheus.GaugeOpts{Name: "logtally_ingest_batches_in_flight", Help: "Raw batches published and not yet acknowledged."}),
+		backpressure:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_backpressure_seconds_total", Help: "Time TCP readers spent waiting for a free batch slot (backpressure)."}),
+	}
+}

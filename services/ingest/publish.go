@@ -1,0 +1,107 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/topology"
+)
+
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = time.Second
+)
+
+// subjectFor is the raw subject of a source.
+func subjectFor(source string) string { return topology.RawPrefix + source }
+
+// nextMsgID returns the Nats-Msg-Id of a new batch: <InstanceID>-<source>-<n>.
+// n starts at the service's start time in microseconds, so a process that
+// restarts with the same InstanceID inside the duplicate window does not
+// reuse the IDs of its previous life (which JetStream would drop).
+func (s *Service) nextMsgID(source string) string {
+	return s.deps.InstanceID + "-" + source + "-" + strconv.FormatUint(s.msgSeq.Add(1), 10)
+}
+
+// publishBatch encodes m (label is the source label of the metrics) and publishes it until JetStream acknowledges it
+// or ctx ends. Every attempt carries the same Nats-Msg-Id, so a batch whose
+// ack was lost is stored once.
+func (s *Service) publishBatch(ctx context.Context, source, label, subject string, m *logtallyv1.RawBatch) error {
+	id := s.nextMsgID(source)
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode batch %s: %w", id, err)
+	}
+	s.m.batchesInFlight.Inc()
+	defer s.m.batchesInFlight.Dec()
+	wait := retryMin
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			s.m.publishRetries.Inc()
+		}
+		t0 := time.Now()
+		dup, err := s.publishOnce(ctx, subject, id, data)
+		if err == nil {
+			if dup {
+				s.m.duplicates.Inc()
+			}
+			s.m.publishLatency.Observe(time.Since(t0).Seconds())
+			s.m.batches.WithLabelValues(label).Inc()
+			s.m.batchLines.Observe(float64(len(m.Lines) + len(m.Oversized)))
+			if s.failing.CompareAndSwap(true, false) {
+				s.log.Info("publishing to jetstream recovered", "batch", id, "attempts", attempt+1)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
+		}
+		s.m.publishErrors.Inc()
+		if s.failing.CompareAndSwap(false, true) {
+			s.log.Warn("publishing to jetstream failed, retrying every batch until acknowledged", "batch", id, "error", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
+		}
+		wait = min(wait*2, retryMax)
+	}
+}
+
+// publishOnce is one attempt: publish asynchronously and wait for the ack,
+// an error, the ack timeout of the publishing context, or ctx.
+// It reports whether JetStream had stored the batch already.
+func (s *Service) publishOnce(ctx context.Context, subject, id string, data []byte) (bool, error) {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	paf, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(id))
+	if err != nil {
+		return false, fmt.Errorf("publish batch %s: %w", id, err)
+	}
+	select {
+	case ack := <-paf.Ok():
+		return ack.Duplicate, nil
+	case err := <-paf.Err():
+		return false, fmt.Errorf("publish batch %s: %w", id, err)
+	case <-ctx.Done():
+		return false, fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
+	}
+}
+
+// lose records lines given up at shutdown.
+func (s *Service) lose(n int) {
+	if n <= 0 {
+		return
+	}
+	s.lost.Add(int64(n))
+	s.m.lostOnShutdown.Add(float64(n))
+}
