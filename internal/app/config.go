@@ -1,0 +1,135 @@
+// Package app assembles a logtally process from the targets it runs.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/logtally/logtally/internal/config"
+	"github.com/logtally/logtally/internal/natsconn"
+	"github.com/logtally/logtally/internal/obs"
+	"github.com/logtally/logtally/internal/topology"
+	"github.com/logtally/logtally/services/aggregator"
+	"github.com/logtally/logtally/services/ingest"
+	"github.com/logtally/logtally/services/parser"
+	"github.com/logtally/logtally/services/query"
+)
+
+// Targets a process can run.
+const (
+	TargetAll        = "all"
+	TargetIngest     = "ingest"
+	TargetParser     = "parser"
+	TargetAggregator = "aggregator"
+	TargetQuery      = "query"
+)
+
+var allTargets = []string{TargetIngest, TargetParser, TargetAggregator, TargetQuery}
+
+// Config is the root configuration; each component registers its own flags.
+type Config struct {
+	Target          string        `yaml:"target"`
+	ConfigFile      string        `yaml:"-"`
+	DataDir         string        `yaml:"data_dir"`
+	HTTPAddr        string        `yaml:"http_addr"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Retention1m     time.Duration `yaml:"retention_1m"`
+	Retention1h     time.Duration `yaml:"retention_1h"`
+
+	Log        obs.LogConfig     `yaml:"log"`
+	NATS       natsconn.Config   `yaml:"nats"`
+	Ingest     ingest.Config     `yaml:"ingest"`
+	Parser     parser.Config     `yaml:"parser"`
+	Aggregator aggregator.Config `yaml:"aggregator"`
+	Query      query.Config      `yaml:"query"`
+}
+
+// RegisterFlags registers every flag of the binary.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.StringVar(&c.Target, "target", TargetAll, "what to run: all, or a comma list of ingest, parser, aggregator, query")
+	f.StringVar(&c.ConfigFile, config.FileFlag, "", "YAML config file; keys nest by the dots of flag names")
+	f.StringVar(&c.DataDir, "data.dir", "./data", "directory of the embedded NATS server's JetStream data")
+	f.StringVar(&c.HTTPAddr, "http.addr", ":8080", "HTTP address: API, ingest, /healthz, /readyz, /metrics, dashboard")
+	f.DurationVar(&c.ShutdownTimeout, "shutdown.timeout", 30*time.Second, "grace period to drain, flush and ack on SIGTERM")
+	f.DurationVar(&c.Retention1m, "retention.1m", 48*time.Hour, "how long 1-minute windows are kept")
+	f.DurationVar(&c.Retention1h, "retention.1h", 90*24*time.Hour, "how long 1-hour windows are kept")
+	c.Log.RegisterFlags(f)
+	c.NATS.RegisterFlags(f)
+	c.Ingest.RegisterFlags(f)
+	c.Parser.RegisterFlags(f)
+	c.Aggregator.RegisterFlags(f)
+	c.Query.RegisterFlags(f)
+}
+
+// Targets returns the components to run.
+func (c *Config) Targets() ([]string, error) {
+	var out []string
+	for _, t := range strings.Split(c.Target, ",") {
+		t = strings.TrimSpace(t)
+		switch {
+		case t == TargetAll:
+			return slices.Clone(allTargets), nil
+		case slices.Contains(allTargets, t):
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		default:
+			return nil, fmt.Errorf("unknown target %q (want all, ingest, parser, aggregator, query)", t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("target is empty")
+	}
+	return out, nil
+}
+
+// Runs reports whether target t is part of this process.
+func (c *Config) Runs(t string) bool {
+	ts, err := c.Targets()
+	return err == nil && slices.Contains(ts, t)
+}
+
+// Topology derives the JetStream layout from the configuration.
+func (c *Config) Topology() topology.Config {
+	t := topology.Defaults()
+	t.Replicas = c.NATS.Replicas
+	t.Partitions = c.Parser.Partitions
+	t.Resolutions[0].Retention = c.Retention1m
+	t.Resolutions[1].Retention = c.Retention1h
+	return t
+}
+
+// Validate checks the configuration of the targets that run.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := c.Targets(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown.timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.Retention1m < time.Hour {
+		errs = append(errs, fmt.Errorf("retention.1m must be at least 1h, got %s", c.Retention1m))
+	}
+	if c.Retention1h < c.Retention1m {
+		errs = append(errs, fmt.Errorf("retention.1h (%s) must not be shorter than retention.1m (%s)", c.Retention1h, c.Retention1m))
+	}
+	errs = append(errs, c.Log.Validate(), c.NATS.Validate(), c.Parser.Validate())
+	if c.Runs(TargetIngest) {
+		errs = append(errs, c.Ingest.Validate())
+	}
+	if c.Runs(TargetAggregator) {
+		errs = append(errs, c.Aggregator.Validate())
+		if c.Aggregator.AllowedLateness > c.Retention1m {
+			errs = append(errs, fmt.Errorf("aggregator.allowed-lateness (%s) must not exceed retention.1m (%s)", c.Aggregator.AllowedLateness, c.Retention1m))
+		}
+	}
+	if c.Runs(TargetQuery) {
+		errs = append(errs, c.Query.Validate())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,385 @@
+// Package bench is `logtally bench`: it generates a log, drives the
+// all-in-one pipeline over TCP and reports sustained throughput until the
+// counts are queryable, receipt-to-queryable latency, query latency, CPU and
+// peak RSS, and the ratio to an in-process parse-and-count of the same data.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/logtally/logtally/internal/app"
+	"github.com/logtally/logtally/internal/config"
+	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/internal/loggen"
+	"github.com/logtally/logtally/services/parser/format"
+)
+
+// Result is what one run measured.
+type Result struct {
+	Lines             int     `json:"lines"`
+	DistinctIPs       uint64  `json:"distinct_ips"`
+	Connections       int     `json:"connections"`
+	SendSeconds       float64 `json:"send_seconds"`
+	VisibleSeconds    float64 `json:"visible_seconds"`
+	LinesPerSecond    float64 `json:"lines_per_second"`
+	LatencyP50Ms      float64 `json:"latency_p50_ms"`
+	LatencyP99Ms      float64 `json:"latency_p99_ms"`
+	LatencySamples    int     `json:"latency_samples"`
+	TopP50Ms          float64 `json:"top10_1h_p50_ms"`
+	TopP99Ms          float64 `json:"top10_1h_p99_ms"`
+	CPUCores          float64 `json:"cpu_cores_used"`
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	BaselineLinesPerS float64 `json:"baseline_parse_count_lines_per_second"`
+	Ratio             float64 `json:"ratio_to_baseline"`
+	Exact             bool    `json:"exact"`
+}
+
+// Run is the bench subcommand.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lines := fs.Int("lines", 2_000_000, "lines to send")
+	pool := fs.Int("ips", 150_000, "size of the client IP pool (Zipf); about 100k distinct at the default")
+	conns := fs.Int("connections", 4, "TCP connections sending in parallel")
+	dataDir := fs.String("data.dir", "", "data directory of the embedded NATS (default: a temporary directory, removed after)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	verbose := fs.Bool("v", false, "log the pipeline's info lines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *lines < 1000 || *pool < 10 || *conns < 1 {
+		return errors.New("bench: need -lines ≥ 1000, -ips ≥ 10, -connections ≥ 1")
+	}
+	dir := *dataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "logtally-bench-")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
+
+	progress("generating %d lines over %d IPs", *lines, *pool)
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	g := loggen.New(42, *pool, hour, time.Hour)
+	data := make([][]byte, *lines)
+	for i := range data {
+		data[i] = g.Combined(i, *lines).Text
+	}
+
+	progress("baseline: in-process parse and count")
+	baseline := baselineRate(data)
+
+	var cfg app.Config
+	afs := flag.NewFlagSet("bench-app", flag.ContinueOnError)
+	cfg.RegisterFlags(afs)
+	if err := config.Parse(afs, []string{
+		"-data.dir=" + dir, "-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
+		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=",
+	}, "LOGTALLY_BENCH_"); err != nil {
+		return err
+	}
+	level := hclog.Warn
+	if *verbose {
+		level = hclog.Info
+	}
+	a, err := app.New(cfg, hclog.New(&hclog.LoggerOptions{Name: "bench", Level: level, Output: stderr}))
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = a.Stop(sctx)
+	}()
+	base := "http://" + a.HTTPAddr().String()
+	tcp := a.Ingest.TCPAddr().String()
+
+	res := Result{Lines: *lines, Connections: *conns, BaselineLinesPerS: baseline}
+	runtime.GC()
+	cpu0 := cpuTime()
+	start := time.Now()
+
+	// Latency probes: a unique IP per probe, sent on its own connection while
+	// the load runs; the time until its count is queryable is the latency.
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	var probeWG sync.WaitGroup
+	var latencies []time.Duration
+	var probes int
+	var mu sync.Mutex
+	probeWG.Add(1)
+	go func() {
+		defer probeWG.Done()
+		for i := 0; probeCtx.Err() == nil; i++ {
+			d, err := probe(probeCtx, tcp, base, i)
+			if err != nil {
+				if probeCtx.Err() == nil {
+					progress("probe %d: %v", i, err)
+				}
+				return
+			}
+			mu.Lock()
+			latencies = append(latencies, d)
+			probes++
+			mu.Unlock()
+			select {
+			case <-probeCtx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+
+	progress("sending over %d TCP connections", *conns)
+	var wg sync.WaitGroup
+	errc := make(chan error, *conns)
+	per := (len(data) + *conns - 1) / *conns
+	for c := 0; c < *conns; c++ {
+		part := data[min(c*per, len(data)):min((c+1)*per, len(data))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- send(tcp, part)
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			stopProbes()
+			return fmt.Errorf("bench: send: %w", err)
+		}
+	}
+	res.SendSeconds = time.Since(start).Seconds()
+
+	progress("waiting until all counts are queryable")
+	from, to := hour, hour.Add(time.Hour)
+	var tot totals
+	for {
+		if err := getJSON(ctx, base+"/api/v1/totals?from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &tot); err != nil {
+			stopProbes()
+			return err
+		}
+		if tot.Requests >= uint64(*lines) {
+			break
+		}
+		if time.Since(start) > 15*time.Minute {
+			stopProbes()
+			return fmt.Errorf("bench: only %d of %d lines counted after 15 minutes", tot.Requests, *lines)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	visible := time.Since(start)
+	cpu := cpuTime() - cpu0
+	stopProbes()
+	probeWG.Wait()
+	res.VisibleSeconds = visible.Seconds()
+	res.LinesPerSecond = float64(*lines) / visible.Seconds()
+	res.CPUCores = cpu.Seconds() / visible.Seconds()
+	res.Exact = tot.Requests == uint64(*lines)
+	res.DistinctIPs = tot.DistinctIPs
+	res.Ratio = res.LinesPerSecond / baseline
+	mu.Lock()
+	res.LatencySamples = len(latencies)
+	res.LatencyP50Ms, res.LatencyP99Ms = percentiles(latencies)
+	mu.Unlock()
+
+	progress("querying top-10 over the hour")
+	var topLat []time.Duration
+	for i := 0; i < 200; i++ {
+		t0 := time.Now()
+		var top struct{ Items []struct{} }
+		if err := getJSON(ctx, base+"/api/v1/top?n=10&from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &top); err != nil {
+			return err
+		}
+		topLat = append(topLat, time.Since(t0))
+	}
+	res.TopP50Ms, res.TopP99Ms = percentiles(topLat)
+	res.PeakRSSMiB = peakRSS()
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	fmt.Fprintf(stdout, `logtally bench (all-in-one, embedded NATS, %d CPUs)
+  lines sent               %d over %d TCP connections (%.1fs to send)
+  counted exactly          %v (%d distinct IPs)
+  sustained throughput     %.0f lines/s until queryable (%.1fs)
+  receipt→queryable        p50 %.0f ms, p99 %.0f ms (%d probes)
+  top-10 over 1h           p50 %.1f ms, p99 %.1f ms
+  CPU                      %.2f cores
+  peak RSS                 %.0f MiB (includes the generated log held in memory)
+  in-process parse+count   %.0f lines/s on one goroutine
+  ratio                    %.2f of the in-process rate
+`, runtime.NumCPU(), res.Lines, res.Connections, res.SendSeconds, res.Exact, res.DistinctIPs,
+		res.LinesPerSecond, res.VisibleSeconds, res.LatencyP50Ms, res.LatencyP99Ms, res.LatencySamples,
+		res.TopP50Ms, res.TopP99Ms, res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
+	if !res.Exact {
+		return fmt.Errorf("bench: counted %d requests for %d lines", tot.Requests, *lines)
+	}
+	return nil
+}
+
+type totals struct {
+	Requests    uint64 `json:"requests"`
+	DistinctIPs uint64 `json:"distinct_ips"`
+}
+
+// baselineRate parses and counts the lines in process, per minute and IP,
+// which is the least work any pipeline must do.
+func baselineRate(data [][]byte) float64 {
+	p := format.New(format.Options{})
+	now := time.Now()
+	m := map[[counts.AddrLen + 8]byte]uint64{}
+	var rec format.Record
+	var key [counts.AddrLen + 8]byte
+	start := time.Now()
+	for _, l := range data {
+		if err := p.Parse(l, format.CLF, now, &rec); err != nil {
+			continue
+		}
+		a := counts.Pack(rec.Addr)
+		copy(key[:], a[:])
+		min := rec.Time.Unix() / 60
+		for i := 0; i < 8; i++ {
+			key[counts.AddrLen+i] = byte(min >> (8 * i))
+		}
+		m[key]++
+	}
+	return float64(len(data)) / time.Since(start).Seconds()
+}
+
+func send(addr string, lines [][]byte) error {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var buf bytes.Buffer
+	for _, l := range lines {
+		buf.Write(l)
+		buf.WriteByte('\n')
+		if buf.Len() >= 256<<10 {
+			if _, err := conn.Write(buf.Bytes()); err != nil {
+				return err
+			}
+			buf.Reset()
+		}
+	}
+	_, err = conn.Write(buf.Bytes())
+	return err
+}
+
+// probe sends one line from a unique IP and waits until its count shows.
+func probe(ctx context.Context, tcp, base string, i int) (time.Duration, error) {
+	ip := netip.AddrFrom4([4]byte{100, 64 + byte(i>>16&63), byte(i >> 8), byte(i)})
+	now := time.Now().UTC()
+	line := fmt.Sprintf("%s - - [%s] \"GET /probe HTTP/1.1\" 200 1 \"-\" \"bench\"\n", ip, now.Format("02/Jan/2006:15:04:05 -0700"))
+	conn, err := net.Dial("tcp", tcp)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if _, err := conn.Write([]byte(line)); err != nil {
+		conn.Close()
+		return 0, err
+	}
+	conn.Close()
+	url := base + "/api/v1/ips/" + ip.String() + "?last=5m"
+	for ctx.Err() == nil {
+		var got struct {
+			Count uint64 `json:"count"`
+		}
+		if err := getJSON(ctx, url, &got); err != nil {
+			return 0, err
+		}
+		if got.Count > 0 {
+			return time.Since(t0), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, ctx.Err()
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+func percentiles(d []time.Duration) (p50, p99 float64) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		i := int(q * float64(len(s)-1))
+		return float64(s[i]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.99)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS reads VmHWM, the process's peak resident set, in MiB.
+func peakRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,63 @@
+package parser
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Config of the parser stage.
+type Config struct {
+	Partitions     int           `yaml:"partitions"`
+	Workers        int           `yaml:"workers"`
+	AckWait        time.Duration `yaml:"ack_wait"`
+	MaxAckPending  int           `yaml:"max_ack_pending"`
+	JSONIPFields   string        `yaml:"json_ip_fields"`
+	JSONTimeFields string        `yaml:"json_time_fields"`
+	MaxFuture      time.Duration `yaml:"max_future"`
+}
+
+// RegisterFlags registers the parser.* flags.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.IntVar(&c.Partitions, "parser.partitions", 32, "partitions of logs.parsed (fixed when the stream is first created)")
+	f.IntVar(&c.Workers, "parser.workers", runtime.GOMAXPROCS(0), "raw batches parsed concurrently by this instance")
+	f.DurationVar(&c.AckWait, "parser.ack-wait", 30*time.Second, "time before an unacknowledged raw batch is delivered again; keep well under the streams' duplicate window")
+	f.IntVar(&c.MaxAckPending, "parser.max-ack-pending", 256, "raw batches in flight across all parser instances")
+	f.StringVar(&c.JSONIPFields, "parser.json.ip-fields", "", "comma-separated JSON field names tried for the client IP (empty: built-in list)")
+	f.StringVar(&c.JSONTimeFields, "parser.json.time-fields", "", "comma-separated JSON field names tried for the timestamp (empty: built-in list)")
+	f.DurationVar(&c.MaxFuture, "parser.max-future", 24*time.Hour, "timestamps later than the receive time plus this are dead letters")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Partitions < 1 || c.Partitions > 4096 {
+		errs = append(errs, fmt.Errorf("parser.partitions must be between 1 and 4096, got %d", c.Partitions))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("parser.workers must be at least 1, got %d", c.Workers))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("parser.ack-wait must be at least 1s, got %s", c.AckWait))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("parser.max-ack-pending must be at least 1, got %d", c.MaxAckPending))
+	}
+	if c.MaxFuture <= 0 {
+		errs = append(errs, fmt.Errorf("parser.max-future must be positive, got %s", c.MaxFuture))
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+package format
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Syslog is parsed by hand rather than with go-syslog: only the header
+// needs understanding (PRI, timestamp, where MSG starts), real-world RFC
+// 3164 senders deviate in ways a strict machine rejects, and the year of a
+// 3164 timestamp has to be inferred from the receive time anyway.
+
+// bsdYearSlack is how far past the receive time an RFC 3164 timestamp may
+// be before it is taken to belong to the previous year (clock skew between
+// sender and receiver, or a line from late December read in January).
+const bsdYearSlack = 72 * time.Hour
+
+func (p *Parser) parseSyslog(line []byte, received time.Time, rec *Record) error {
+	b := line
+	hasPRI := false
+	if b[0] == '<' {
+		end := bytes.IndexByte(b, '>')
+		if end < 2 || end > 4 {
+			return fmt.Errorf("%w: bad PRI in %s", ErrBadSyslog, q(line))
+		}
+		pri, ok := parseUint(b[1:end])
+		if !ok || pri > 191 {
+			return fmt.Errorf("%w: bad PRI %s", ErrBadSyslog, q(b[:end+1]))
+		}
+		b = b[end+1:]
+		hasPRI = true
+	}
+	if hasPRI && len(b) >= 2 && b[0] >= '1' && b[0] <= '9' && (b[1] == ' ' || (len(b) >= 3 && isDigit(b[1]) && b[2] == ' ')) {
+		return p.parse5424(line, b, received, rec)
+	}
+
+	var t time.Time
+	switch {
+	case looksBSDTime(b):
+		var (
+			n   int
+			err error
+		)
+		if t, n, err = parseBSDTime(b, received); err != nil {
+			return err
+		}
+		if err := p.checkTime(t, received, b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+		b = skipHost(b)
+	case looksISOTime(b):
+		ts, n := nextField(b, 0)
+		var ok bool
+		if t, ok = parseISO(ts); !ok {
+			return fmt.Errorf("%w: %s", ErrBadTimestamp, q(ts))
+		}
+		if err := p.checkTime(t, received, ts); err != nil {
+			return err
+		}
+		b = skipHost(b[n:])
+	case hasPRI:
+		// RFC 3164 §4.3.2: a message without a recognisable header is
+		// still a message; its time is the receive time.
+		t = received
+	default:
+		return fmt.Errorf("%w: no <PRI> or timestamp at start of %s", ErrBadSyslog, q(line))
+	}
+	return setMsgIP(rec, b, t, line)
+}
+
+// skipHost drops the HOSTNAME field after a 3164 timestamp so that the
+// reporting device's own address is not mistaken for a client. A field
+// that looks like a TAG ("sshd[42]:", "kernel:") means the sender omitted
+// the hostname, so it is kept as part of the message.
+func skipHost(b []byte) []byte {
+	f, n := nextField(b, 0)
+	if len(f) == 0 || f[len(f)-1] == ':' || bytes.IndexByte(f, '[') >= 0 {
+		return b
+	}
+	return b[n:]
+}
+
+// parseBSDTime parses "Mmm dd hh:mm:ss" (also "Mmm  d", "Mmm dd yyyy
+// hh:mm:ss" and fractional seconds) and returns the time and the number of
+// bytes consumed. Without a year the year is inferred from received.
+func parseBSDTime(b []byte, received time.Time) (time.Time, int, error) {
+	bad := func() (time.Time, int, error) {
+		f := b
+		if len(f) > 15 {
+			f = f[:15]
+		}
+		return time.Time{}, 0, fmt.Errorf("%w: %s", ErrBadTimestamp, q(f))
+	}
+	m := monthOf(b)
+	i := 4
+	if b[i] == ' ' {
+		i++
+	}
+	d := 0
+	start := i
+	for i < len(b) && isDigit(b[i]) && i-start < 2 {
+		d = d*10 + int(b[i]-'0')
+		i++
+	}
+	if i >= len(b) || b[i] != ' ' {
+		return bad()
+	}
+	i++
+	y := 0
+	if len(b) >= i+5 && isDigit(b[i+2]) && b[i+4] == ' ' {
+		var ok bool
+		if y, ok = num(b, i, 4); !ok || y == 0 {
+			return bad()
+		}
+		i += 5
+	}
+	if len(b) < i+8 || b[i+2] != ':' || b[i+5] != ':' {
+		return bad()
+	}
+	hh, ok1 := num(b, i, 2)
+	mm, ok2 := num(b, i+3, 2)
+	ss, ok3 := num(b, i+6, 2)
+	if !ok1 || !ok2 || !ok3 || !validClock(hh, mm, ss) || d < 1 || d > 31 {
+		return bad()
+	}
+	ns, n, ok := fraction(b, i+8)
+	if !ok {
+		return bad()
+	}
+	if n < len(b) && b[n] != ' ' {
+		// Cisco appends ':' to the timestamp.
+		if b[n] != ':' {
+			return bad()
+		}
+		n++
+	}
+	if y == 0 {
+		// The latest year that does not put the time more than the slack
+		// past received: usually received's year, the previous one for a
+		// December line read in January, the next one for a sender whose
+		// clock already passed midnight on New Year's Eve.
+		y = received.Year() + 1
+		for y > received.Year()-1 && civil(y, m, d, hh, mm, ss, ns, 0).Sub(received) > bsdYearSlack {
+			y--
+		}
+	}
+	if d > daysIn(m, y) {
+		return bad()
+	}
+	return civil(y, m, d, hh, mm, ss, ns, 0), n, nil
+}
+
+// parse5424 parses "<PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID
+// STRUCTURED-DATA [MSG]"; b starts at VERSION.
+func (p *Parser) parse5424(line, b []byte, received time.Time, rec *Record) error {
+	_, i := nextField(b, 0) // VERSION
+	ts, i := nextField(b, i)
+	t := received
+	if !(len(ts) == 1 && ts[0] == '-') {
+		var ok bool
+		if t, ok = parseISO(ts); !ok {
+			return fmt.Errorf("%w: %s", ErrBadTimestamp, q(ts))
+		}
+		if err := p.checkTime(t, received, ts); err != nil {
+			return err
+		}
+	}
+	for k := 0; k < 4; k++ { // HOSTNAME APP-NAME PROCID MSGID
+		var f []byte
+		if f, i = nextField(b, i); len(f) == 0 {
+			return fmt.Errorf("%w: truncated RFC 5424 header in %s", ErrBadSyslog, q(line))
+		}
+	}
+	switch {
+	case i >= len(b):
+		return fmt.Errorf("%w: missing structured data in %s", ErrBadSyslog, q(line))
+	case b[i] == '-':
+		i++
+	case b[i] == '[':
+		for i < len(b) && b[i] == '[' {
+			start := i
+			inQuote := false
+			for i++; i < len(b); i++ {
+				c := b[i]
+				if c == '\\' {
+					i++
+					continue
+				}
+				if c == '"' {
+					inQuote = !inQuote
+				} else if c == ']' && !inQuote {
+					break
+				}
+			}
+			if i >= len(b) {
+				return fmt.Errorf("%w: unterminated structured data %s", ErrBadSyslog, q(b[start:]))
+			}
+			i++
+		}
+	default:
+		return fmt.Errorf("%w: bad structured data %s", ErrBadSyslog, q(b[i:]))
+	}
+	if i < len(b) && b[i] != ' ' {
+		return fmt.Errorf("%w: bad structured data %s", ErrBadSyslog, q(b[i:]))
+	}
+	msg := b[i:]
+	return setMsgIP(rec, msg, t, line)
+}
+
+func setMsgIP(rec *Record, msg []byte, t time.Time, line []byte) error {
+	a, ok := msgIP(msg)
+	if !ok {
+		return fmt.Errorf("%w in syslog message %s", ErrNoClientIP, q(line))
+	}
+	rec.Addr, rec.Time = a, t
+	return nil
+}
+
+// msgIP finds the client address in a syslog MSG. Firewall logs name both
+// ends (iptables "SRC=... DST=...", with "MAC=" before them), so SRC= wins;
+// otherwise the first address in the text, which for sshd, postfix and
+// friends is the peer.
+func msgIP(msg []byte) (netip.Addr, bool) {
+	for off := 0; ; {
+		j := bytes.Index(msg[off:], []byte("SRC="))
+		if j < 0 {
+			break
+		}
+		j += off
+		if j == 0 || sep[msg[j-1]] {
+			// Bounded so that "SRC=SRC=SRC=..." stays linear.
+			v := msg[j+4 : min(len(msg), j+4+maxToken+1)]
+			for k, c := range v {
+				if sep[c] {
+					v = v[:k]
+					break
+				}
+			}
+			if a, ok := tokenIP(v); ok {
+				return a, true
+			}
+		}
+		off = j + 4
+	}
+	a, ok := firstIP(msg)
+	return a, ok
+}

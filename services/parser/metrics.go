@@ -1,0 +1,31 @@
+package parser
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	batches      prometheus.Counter
+	lines        prometheus.Counter
+	records      prometheus.Counter
+	deadLetters  *prometheus.CounterVec
+	published    prometheus.Counter
+	publishFails prometheus.Counter
+	badBatches   prometheus.Counter
+	batchSeconds prometheus.Histogram
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	f := promauto.With(r)
+	return &metrics{
+		batches:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_batches_total", Help: "Raw batches parsed and acknowledged."}),
+		lines:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_lines_total", Help: "Lines read from raw batches."}),
+		records:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_records_total", Help: "Records published to logs.parsed."}),
+		deadLetters:  f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_parser_dead_letters_total", Help: "Lines rejected to the dead-letter stream, by reason."}, []string{"reason"}),
+		published:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_messages_published_total", Help: "Record batch messages published."}),
+		publishFails: f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_publish_failures_total", Help: "Raw batches whose output could not be published; they are delivered again."}),
+		badBatches:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_bad_batches_total", Help: "Raw messages that were not a RawBatch; kept whole as a dead letter."}),
+		batchSeconds: f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_parser_batch_seconds", Help: "Time to parse a raw batch and publish its output.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+	}
+}

@@ -1,0 +1,340 @@
+// Package parser turns raw line batches into partitioned record batches.
+// Replicas share one durable consumer, so starting more parsers splits the
+// work. Output message IDs derive from the raw message's stream sequence: a
+// redelivered raw batch publishes the same IDs and JetStream drops them.
+package parser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/internal/service"
+	"github.com/logtally/logtally/internal/topology"
+	"github.com/logtally/logtally/services/parser/format"
+)
+
+// maxDeadLine is how much of a rejected line is kept in its dead letter.
+const maxDeadLine = 4096
+
+// Service is the parser stage.
+type Service struct {
+	cfg  Config
+	deps service.Deps
+	log  hclog.Logger
+	js   jetstream.JetStream
+	m    *metrics
+	opts format.Options
+
+	cons   jetstream.Consumer
+	iters  []jetstream.MessagesContext
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	ready  atomic.Bool
+}
+
+// New builds the parser.
+func New(cfg Config, deps service.Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg:  cfg,
+		deps: deps,
+		log:  deps.Log.Named("parser"),
+		js:   deps.NATS.JS,
+		m:    newMetrics(deps.Registerer),
+		opts: format.Options{
+			JSONIPFields:   splitList(cfg.JSONIPFields),
+			JSONTimeFields: splitList(cfg.JSONTimeFields),
+			MaxFuture:      cfg.MaxFuture,
+		},
+	}, nil
+}
+
+// Name implements service.Service.
+func (s *Service) Name() string { return "parser" }
+
+// Start joins the shared durable consumer and starts the workers.
+func (s *Service) Start(ctx context.Context) error {
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, topology.RawStream, jetstream.ConsumerConfig{
+		Durable:       topology.ParserConsumer,
+		Description:   "parser replicas share this consumer",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxAckPending: s.cfg.MaxAckPending,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s on %s: %w", topology.ParserConsumer, topology.RawStream, err)
+	}
+	s.cons = cons
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for i := 0; i < s.cfg.Workers; i++ {
+		it, err := cons.Messages(jetstream.PullMaxMessages(8))
+		if err != nil {
+			s.cancel()
+			return fmt.Errorf("consume %s: %w", topology.RawStream, err)
+		}
+		s.iters = append(s.iters, it)
+		s.wg.Add(1)
+		go s.work(it)
+	}
+	s.ready.Store(true)
+	if s.deps.Health != nil {
+		s.deps.Health.Add("parser", func() error {
+			if !s.ready.Load() {
+				return errors.New("parser not consuming")
+			}
+			return nil
+		})
+	}
+	s.log.Info("parser started", "workers", s.cfg.Workers, "partitions", s.deps.Topology.Partitions)
+	return nil
+}
+
+// Stop stops pulling, finishes the batches already received and acks them.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.ready.Store(false)
+	for _, it := range s.iters {
+		it.Drain()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+	if s.deps.Health != nil {
+		s.deps.Health.Remove("parser")
+	}
+	s.log.Info("parser stopped")
+	return nil
+}
+
+// Kill stops at once without acking what is in flight, as a crash would.
+func (s *Service) Kill() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	for _, it := range s.iters {
+		it.Stop()
+	}
+	s.wg.Wait()
+}
+
+func (s *Service) work(it jetstream.MessagesContext) {
+	defer s.wg.Done()
+	w := &worker{s: s, parser: format.New(s.opts), out: make([]*logtallyv1.RecordBatch, s.deps.Topology.Partitions)}
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				s.log.Error("consume raw batches", "error", err)
+			}
+			return
+		}
+		if s.ctx.Err() != nil {
+			return // killed: leave it unacked
+		}
+		start := time.Now()
+		if err := w.handle(s.ctx, m); err != nil {
+			s.m.publishFails.Inc()
+			s.log.Warn("raw batch not processed; it will be delivered again", "error", err)
+			_ = m.NakWithDelay(time.Second)
+			continue
+		}
+		if err := m.Ack(); err != nil {
+			s.log.Warn("ack raw batch", "error", err)
+		}
+		s.m.batches.Inc()
+		s.m.batchSeconds.Observe(time.Since(start).Seconds())
+	}
+}
+
+type worker struct {
+	s      *Service
+	parser *format.Parser
+	out    []*logtallyv1.RecordBatch
+	futs   []jetstream.PubAckFuture
+}
+
+type deadLetter struct {
+	line   []byte
+	length int
+	reason string
+	code   string
+}
+
+// handle parses one raw batch and publishes its records and dead letters;
+// it returns only after JetStream acknowledged every output message.
+func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
+	meta, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("raw message metadata: %w", err)
+	}
+	seq := meta.Sequence.Stream
+	id := "r" + strconv.FormatUint(seq, 10)
+	var rb logtallyv1.RawBatch
+	var dead []deadLetter
+	if err := proto.Unmarshal(m.Data(), &rb); err != nil {
+		w.s.m.badBatches.Inc()
+		dead = append(dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, err), code: "not_raw_batch"})
+		rb = logtallyv1.RawBatch{Source: "unknown", ReceivedUnixMs: time.Now().UnixMilli()}
+	}
+	received := time.UnixMilli(rb.ReceivedUnixMs).UTC()
+	f, ferr := format.ParseFormat(rb.Format)
+	if ferr != nil {
+		f = format.Auto
+	}
+	n := len(w.out)
+	for i := range w.out {
+		w.out[i] = nil
+	}
+	var rec format.Record
+	for _, line := range rb.Lines {
+		if err := w.parser.Parse(line, f, received, &rec); err != nil {
+			dead = append(dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
+			continue
+		}
+		a := counts.Pack(rec.Addr)
+		p := counts.Partition(a, n)
+		b := w.out[p]
+		if b == nil {
+			b = &logtallyv1.RecordBatch{RawSeq: seq, ReceivedUnixMs: rb.ReceivedUnixMs}
+			w.out[p] = b
+		}
+		b.Addrs = append(b.Addrs, a[:]...)
+		b.TimesMs = append(b.TimesMs, rec.Time.UnixMilli())
+		b.Methods = append(b.Methods, string(rec.Method))
+		b.Paths = append(b.Paths, string(rec.Path))
+		b.Statuses = append(b.Statuses, rec.Status)
+		b.Sizes = append(b.Sizes, rec.Size)
+		b.UserAgents = append(b.UserAgents, string(rec.UserAgent))
+	}
+	for _, o := range rb.Oversized {
+		dead = append(dead, deadLetter{
+			line:   o.Prefix,
+			length: int(o.Length),
+			reason: fmt.Sprintf("line too long: %d bytes", o.Length),
+			code:   "line_too_long",
+		})
+	}
+	if len(dead) > 0 {
+		// The count travels with the records so that the aggregator's exactly
+		// once bookkeeping covers dead letters too.
+		p := int(seq % uint64(n))
+		if w.out[p] == nil {
+			w.out[p] = &logtallyv1.RecordBatch{RawSeq: seq, ReceivedUnixMs: rb.ReceivedUnixMs}
+		}
+		w.out[p].DeadLetters = uint64(len(dead))
+	}
+
+	w.futs = w.futs[:0]
+	records := 0
+	for p, b := range w.out {
+		if b == nil {
+			continue
+		}
+		records += len(b.TimesMs)
+		data, err := proto.Marshal(b)
+		if err != nil {
+			return fmt.Errorf("encode record batch: %w", err)
+		}
+		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), data, jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
+		if err != nil {
+			return fmt.Errorf("publish partition %d of %s: %w", p, id, err)
+		}
+		w.futs = append(w.futs, fut)
+	}
+	src := subjectToken(rb.Source)
+	for i, d := range dead {
+		line := d.line
+		if len(line) > maxDeadLine {
+			line = line[:maxDeadLine]
+		}
+		data, err := proto.Marshal(&logtallyv1.DeadLetter{
+			Line: line, Source: rb.Source, Peer: rb.Peer, Reason: d.reason,
+			ReceivedUnixMs: rb.ReceivedUnixMs, Length: uint64(d.length),
+		})
+		if err != nil {
+			return fmt.Errorf("encode dead letter: %w", err)
+		}
+		fut, err := w.s.js.PublishAsync(topology.DeadPrefix+src, data, jetstream.WithMsgID(id+".d"+strconv.Itoa(i)))
+		if err != nil {
+			return fmt.Errorf("publish dead letter of %s: %w", id, err)
+		}
+		w.futs = append(w.futs, fut)
+	}
+	for _, fut := range w.futs {
+		select {
+		case <-fut.Ok():
+		case err := <-fut.Err():
+			return fmt.Errorf("publish output of %s: %w", id, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	w.s.m.lines.Add(float64(len(rb.Lines) + len(rb.Oversized)))
+	w.s.m.records.Add(float64(records))
+	w.s.m.published.Add(float64(len(w.futs) - len(dead)))
+	for _, d := range dead {
+		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
+	}
+	return nil
+}
+
+// subjectToken keeps a source name usable as one subject token.
+func subjectToken(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// reasonCode is the metric label of a parse error: a fixed set, unlike the
+// error text, which quotes the input.
+func reasonCode(err error) string {
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{format.ErrEmptyLine, "empty_line"},
+		{format.ErrInvalidUTF8, "invalid_utf8"},
+		{format.ErrNoClientIP, "no_client_ip"},
+		{format.ErrBadIP, "bad_ip"},
+		{format.ErrBadTimestamp, "bad_timestamp"},
+		{format.ErrFutureTimestamp, "future_timestamp"},
+		{format.ErrBadSyslog, "bad_syslog"},
+		{format.ErrBadJSON, "bad_json"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "other"
+}
