@@ -325,6 +325,8 @@ func reasonCode(err error) string {
 	}{
 		{format.ErrEmptyLine, "empty_line"},
 		{format.ErrInvalidUTF8, "invalid_utf8"},
+		{format.ErrBinary, "binary"},
+		{format.ErrMalformed, "malformed"},
 		{format.ErrNoClientIP, "no_client_ip"},
 		{format.ErrBadIP, "bad_ip"},
 		{format.ErrBadTimestamp, "bad_timestamp"},
