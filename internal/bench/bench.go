@@ -134,22 +134,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	probeWG.Add(1)
 	go func() {
 		defer probeWG.Done()
-		for i := 0; probeCtx.Err() == nil; i++ {
-			d, err := probe(probeCtx, tcp, base, i)
-			if err != nil {
-				if probeCtx.Err() == nil {
-					progress("probe %d: %v", i, err)
-				}
-				return
-			}
-			mu.Lock()
-			latencies = append(latencies, d)
-			probes++
-			mu.Unlock()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
 			select {
 			case <-probeCtx.Done():
-			case <-time.After(100 * time.Millisecond):
+				return
+			case <-tick.C:
 			}
+			probeWG.Add(1)
+			go func() {
+				defer probeWG.Done()
+				d, err := probe(probeCtx, tcp, base, i)
+				if err != nil {
+					return // cancelled at the end of the run
+				}
+				mu.Lock()
+				latencies = append(latencies, d)
+				probes++
+				mu.Unlock()
+			}()
 		}
 	}()
 

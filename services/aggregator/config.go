@@ -18,7 +18,7 @@ type Config struct {
 
 // RegisterFlags registers the aggregator.* flags.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.DurationVar(&c.FlushInterval, "aggregator.flush-interval", time.Second, "how often in-memory counts are written to the KV buckets (and the checkpoint advanced)")
+	f.DurationVar(&c.FlushInterval, "aggregator.flush-interval", 500*time.Millisecond, "how often in-memory counts are written to the KV buckets (and the checkpoint advanced)")
 	f.DurationVar(&c.Heartbeat, "aggregator.heartbeat", time.Second, "membership heartbeat and rebalance interval; must be well under the member TTL")
 	f.DurationVar(&c.AllowedLateness, "aggregator.allowed-lateness", 48*time.Hour, "records older than the partition's event-time watermark minus this go to the late subject; at most the shortest window retention")
 	f.IntVar(&c.PurgeEvery, "aggregator.purge-every", 10, "purge a partition's parsed messages up to its checkpoint every N flushes (0 keeps them until the stream's max age)")
