@@ -20,6 +20,7 @@ type workload struct {
 	tcp, syslogTCP, udp, http [][]byte
 	malformed                 [][]byte
 	ref                       *reference
+	tcpRef                    *reference // the lines in tcp alone
 	from, to                  time.Time
 }
 
@@ -28,7 +29,7 @@ type workload struct {
 func newWorkload(t *testing.T, n int, seed uint64) *workload {
 	t.Helper()
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
-	w := &workload{ref: newReference(), from: hour.Add(-10 * time.Minute), to: hour.Add(14 * time.Minute)}
+	w := &workload{ref: newReference(), tcpRef: newReference(), from: hour.Add(-10 * time.Minute), to: hour.Add(14 * time.Minute)}
 	g := loggen.New(seed, 40000, w.from, w.to.Sub(w.from))
 	for i := 0; i < n; i++ {
 		var l loggen.Line
@@ -36,6 +37,7 @@ func newWorkload(t *testing.T, n int, seed uint64) *workload {
 		case k < 75:
 			l = g.Combined(i, n)
 			w.tcp = append(w.tcp, l.Text)
+			w.tcpRef.add(l)
 		case k < 93:
 			l = g.JSON(i, n)
 			w.http = append(w.http, l.Text)
