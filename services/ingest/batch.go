@@ -71,8 +71,11 @@ func (b *batch) message(source, format string) *logtallyv1.RawBatch {
 
 // lineHandler takes the lines a framer cuts from a stream.
 type lineHandler interface {
-	line(p []byte) // p is only valid during the call
+	line(p []byte) // p is only valid during the call; never empty
 	oversized(prefix []byte, length uint64)
+	// empty takes an empty line (or datagram, or frame). It must be
+	// forwarded as an empty entry of RawBatch.lines, so that the parser
+	// records it as a dead letter: bad input is never dropped silently.
 	empty()
 }
 
@@ -84,7 +87,7 @@ type chunk struct {
 	over  []*logtallyv1.OversizedLine
 	first time.Time
 	bytes int64
-	blank int
+	blank int // empty lines among ends
 }
 
 func (c *chunk) start() {
@@ -106,7 +109,10 @@ func (c *chunk) oversized(prefix []byte, length uint64) {
 	c.bytes += int64(length)
 }
 
-func (c *chunk) empty() { c.blank++ }
+func (c *chunk) empty() {
+	c.line(nil)
+	c.blank++
+}
 
 func (c *chunk) entries() int { return len(c.ends) + len(c.over) }
 
@@ -155,9 +161,6 @@ func (s *Service) newBatcher(source, format string) *batcher {
 // nothing and returns false when a batch would have to be sealed and no
 // slot is free (UDP: the caller drops the datagram).
 func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
-	if c.blank > 0 {
-		bt.blank.Add(float64(c.blank))
-	}
 	if c.entries() == 0 {
 		return true
 	}
@@ -186,6 +189,9 @@ func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
 		bt.bytes.Add(float64(c.bytes))
 		if len(c.over) > 0 {
 			bt.oversized.Add(float64(len(c.over)))
+		}
+		if c.blank > 0 {
+			bt.blank.Add(float64(c.blank))
 		}
 	}
 	if wait {
@@ -297,7 +303,7 @@ func (bt *batcher) publish(b *batch) {
 		<-bt.slots
 		bt.s.pending.Done()
 	}()
-	if err := bt.s.publishBatch(bt.s.giveUp, bt.source, bt.source, bt.subject, b.message(bt.source, bt.format)); err != nil {
+	if _, err := bt.s.publishBatch(bt.s.giveUp, "", bt.source, bt.source, bt.subject, b.message(bt.source, bt.format)); err != nil {
 		bt.s.lose(b.count())
 	}
 }

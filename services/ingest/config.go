@@ -80,6 +80,7 @@ var tokenRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	tcpPort := -1
 	for _, a := range []struct{ name, v string }{{"ingest.tcp.addr", c.TCPAddr}, {"ingest.syslog.addr", c.SyslogAddr}} {
 		if a.v == "" {
 			continue
@@ -88,9 +89,13 @@ func (c *Config) Validate() error {
 			bad("%s %q: %v", a.name, a.v, err)
 		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			bad("%s %q: bad port", a.name, a.v)
+		} else if a.v == c.TCPAddr {
+			tcpPort = p
 		}
 	}
-	if c.TCPAddr != "" && c.TCPAddr == c.SyslogAddr && !strings.HasSuffix(c.TCPAddr, ":0") {
+	// Equal addresses collide, except with port 0: the kernel picks a free
+	// port for each listener.
+	if c.TCPAddr != "" && c.TCPAddr == c.SyslogAddr && tcpPort != 0 {
 		bad("ingest.tcp.addr and ingest.syslog.addr are both %q", c.TCPAddr)
 	}
 	if c.MaxLineBytes < 16 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,18 +21,48 @@ import (
 
 // IngestResponse is the body of a successful POST /api/v1/ingest.
 type IngestResponse struct {
-	// Accepted is the number of lines stored (oversized lines excluded).
+	// Accepted is the number of lines of the request stored, empty lines
+	// included and oversized lines excluded (accepted + oversized is the
+	// number of lines in the body). Lines of duplicate batches count too:
+	// they are stored, by an earlier request with the same key.
 	Accepted int `json:"accepted"`
 	// Oversized is the number of lines stored as prefix and length only.
 	Oversized int `json:"oversized"`
+	// Batches is the number of raw batches the request was cut into.
+	Batches int `json:"batches"`
+	// DuplicateBatches is the number of those batches JetStream already
+	// held (see handleIngest): with an Idempotency-Key, normally the
+	// batches stored by an earlier attempt of the same request.
+	DuplicateBatches int `json:"duplicate_batches"`
 }
+
+// IdempotencyKeyHeader names the optional request header of
+// POST /api/v1/ingest that makes a retried request store its lines once.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+var idempotencyKeyRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // handleIngest serves POST /api/v1/ingest. The body is read completely
 // (bounded by -ingest.http.max-body-bytes after decompression) before
 // anything is published, so a client error (400, 413) stores nothing.
 // The request's lines go into batches of their own, which are published
 // and acknowledged before the answer; a 503 means some batches may be
-// stored (retrying the request can duplicate those lines).
+// stored.
+//
+// Without an Idempotency-Key header, retrying after a 503 (or a lost
+// answer) can store those lines twice. With one (1-128 characters of
+// [A-Za-z0-9._:-], else 400), batch i of the request gets the Nats-Msg-Id
+// http-<key>-<i> instead of one of the instance counter. The batches are
+// cut from the body deterministically (same body and same batch and line
+// limits, same batches), so a retry with the same key and body sends the
+// same IDs and JetStream drops the batches it stored already. The
+// protection lasts for the LOGTALLY_RAW stream's duplicate window only
+// (topology DuplicateWindow, 2 minutes by default): a retry after that
+// stores the lines again. A key must not be reused for a different body
+// within the window, or that body's batches are dropped as duplicates
+// (the key is not scoped by ?source=). The answer's duplicate_batches
+// says how many batches JetStream reported as duplicates; a retry of a
+// request stored completely reports all of them.
 func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	defer func() { s.m.httpRequests.WithLabelValues(strconv.Itoa(code)).Inc() }()
@@ -61,6 +92,14 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	source := sanitizeSource(q.Get("source"))
+	var key string
+	if keys := r.Header.Values(IdempotencyKeyHeader); len(keys) > 0 {
+		if len(keys) > 1 || !idempotencyKeyRE.MatchString(keys[0]) {
+			fail(http.StatusBadRequest, "%s must be one value of 1-128 characters of [A-Za-z0-9._:-]", IdempotencyKeyHeader)
+			return
+		}
+		key = keys[0]
+	}
 
 	body := http.MaxBytesReader(w, r.Body, s.cfg.HTTPMaxBodyBytes)
 	var rd io.Reader = body
@@ -99,12 +138,13 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stopAfter := context.AfterFunc(s.giveUp, cancel)
 	defer stopAfter()
-	if err := s.publishRequest(ctx, source, format, hb.batches); err != nil {
+	dups, err := s.publishRequest(ctx, key, source, format, hb.batches)
+	if err != nil {
 		if r.Context().Err() != nil {
 			code = 499 // client went away; nobody reads the answer
 			return
 		}
-		s.log.Warn("http ingest not acknowledged in time", "source", source, "lines", hb.lines, "error", err)
+		s.log.Warn("http ingest not acknowledged in time", "source", source, "lines", hb.lines, "idempotency_key", key, "error", err)
 		fail(http.StatusServiceUnavailable, "jetstream did not acknowledge the batches within %s: %v", s.cfg.HTTPTimeout, err)
 		return
 	}
@@ -116,39 +156,48 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	if hb.blank > 0 {
 		s.m.empty.WithLabelValues(SourceHTTP).Add(float64(hb.blank))
 	}
-	obs.WriteJSON(w, http.StatusOK, IngestResponse{Accepted: hb.lines, Oversized: hb.over})
+	obs.WriteJSON(w, http.StatusOK, IngestResponse{Accepted: hb.lines, Oversized: hb.over, Batches: len(hb.batches), DuplicateBatches: dups})
 }
 
 // publishRequest publishes a request's batches, at most
 // PublishMaxInFlight at a time across all requests, and waits for every ack.
-func (s *Service) publishRequest(ctx context.Context, source, format string, batches []*batch) error {
+// With a key, batch i gets the Nats-Msg-Id http-<key>-<i>. It returns the
+// number of batches JetStream acknowledged as duplicates.
+func (s *Service) publishRequest(ctx context.Context, key, source, format string, batches []*batch) (int, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
+		dups  int
 	)
 	subject := subjectFor(source)
-	for _, b := range batches {
+	for i, b := range batches {
 		select {
 		case s.httpSem <- struct{}{}:
 		case <-ctx.Done():
 			wg.Wait()
-			return fmt.Errorf("wait for a publish slot: %w", context.Cause(ctx))
+			return 0, fmt.Errorf("wait for a publish slot: %w", context.Cause(ctx))
+		}
+		id := ""
+		if key != "" {
+			id = "http-" + key + "-" + strconv.Itoa(i)
 		}
 		wg.Add(1)
 		go func(m *logtallyv1.RawBatch) {
 			defer func() { <-s.httpSem; wg.Done() }()
-			if err := s.publishBatch(ctx, source, SourceHTTP, subject, m); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
+			dup, err := s.publishBatch(ctx, id, source, SourceHTTP, subject, m)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && first == nil:
+				first = err
+			case err == nil && dup:
+				dups++
 			}
 		}(b.message(source, format))
 	}
 	wg.Wait()
-	return first
+	return dups, first
 }
 
 // bodyError maps a body read error to a status: 413 over the limit, 400
@@ -206,7 +255,9 @@ func sanitizeSource(s string) string {
 	return string(b)
 }
 
-// httpBatches cuts one request's lines into batches of its own.
+// httpBatches cuts one request's lines into batches of its own. The cut
+// depends only on the lines and maxBytes: the same body gives the same
+// batches (Idempotency-Key relies on it).
 type httpBatches struct {
 	maxBytes int
 	peer     string
@@ -240,4 +291,9 @@ func (h *httpBatches) oversized(prefix []byte, length uint64) {
 	h.bytes += int64(length)
 }
 
-func (h *httpBatches) empty() { h.blank++ }
+// empty forwards an empty line as an empty entry: the parser dead-letters it.
+func (h *httpBatches) empty() {
+	h.room(lineCost(0)).addLine(nil)
+	h.lines++
+	h.blank++
+}

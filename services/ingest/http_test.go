@@ -15,12 +15,32 @@ import (
 
 func post(t testing.TB, url string, body []byte, encoding string) (int, http.Header, map[string]any) {
 	t.Helper()
+	h := http.Header{}
+	if encoding != "" {
+		h.Set("Content-Encoding", encoding)
+	}
+	return postHeader(t, url, body, h)
+}
+
+// postKey posts body with an Idempotency-Key ("" sends none).
+func postKey(t testing.TB, url string, body []byte, key string) (int, map[string]any) {
+	t.Helper()
+	h := http.Header{}
+	if key != "" {
+		h.Set(IdempotencyKeyHeader, key)
+	}
+	code, _, out := postHeader(t, url, body, h)
+	return code, out
+}
+
+func postHeader(t testing.TB, url string, body []byte, h http.Header) (int, http.Header, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
@@ -65,13 +85,17 @@ func TestHTTPIngest(t *testing.T) {
 	}
 	body.WriteString("\n" + strings.Repeat("O", 150) + "\nlast")
 	code, _, out := post(t, url, body.Bytes(), "")
-	if code != http.StatusOK || out["accepted"] != 1001.0 || out["oversized"] != 1.0 {
+	// accepted counts the empty line too: accepted + oversized = lines.
+	if code != http.StatusOK || out["accepted"] != 1002.0 || out["oversized"] != 1.0 || out["duplicate_batches"] != 0.0 {
 		t.Fatalf("plain: %d %v", code, out)
 	}
 	// The answer comes after the acks: the lines are in the stream now.
 	msgs := e.fetch(t)
-	if l, o := entries(msgs, SourceHTTP); l != 1001 || o != 1 {
-		t.Fatalf("stream has %d lines and %d oversized right after the answer, want 1001 and 1", l, o)
+	if l, o := entries(msgs, SourceHTTP); l != 1002 || o != 1 {
+		t.Fatalf("stream has %d lines and %d oversized right after the answer, want 1002 and 1", l, o)
+	}
+	if out["batches"] != float64(len(msgs)) {
+		t.Errorf("answer says %v batches, stream has %d messages", out["batches"], len(msgs))
 	}
 	if len(msgs) < 2 {
 		t.Errorf("%d messages: a 30 KB body should span several 4 KiB batches", len(msgs))
@@ -89,6 +113,9 @@ func TestHTTPIngest(t *testing.T) {
 	}
 	if got["last"] != 1 {
 		t.Errorf("unterminated last line stored %d times", got["last"])
+	}
+	if got[""] != 1 {
+		t.Errorf("empty line stored %d times, want 1 (as an empty entry)", got[""])
 	}
 	for _, m := range msgs {
 		if m.subject != "logs.raw.http" || m.batch.Format != "" || m.batch.Peer == "" || !hasPrefix(m.msgID, testInstance+"-http-") {
@@ -135,7 +162,124 @@ func TestHTTPIngest(t *testing.T) {
 	if n := len(e.fetch(t)); n != stored {
 		t.Errorf("failed requests stored %d messages", n-stored)
 	}
-	if v := counterValue(e.svc.m.lines.WithLabelValues(SourceHTTP)); v != 1003 {
-		t.Errorf("http lines_total %v, want 1003", v)
+	if v := counterValue(e.svc.m.lines.WithLabelValues(SourceHTTP)); v != 1004 {
+		t.Errorf("http lines_total %v, want 1004", v)
+	}
+	if v := counterValue(e.svc.m.empty.WithLabelValues(SourceHTTP)); v != 1 {
+		t.Errorf("http empty_lines_total %v, want 1", v)
+	}
+}
+
+// TestHTTPEmptyLines: empty lines are forwarded as empty entries; a single
+// final newline adds none.
+func TestHTTPEmptyLines(t *testing.T) {
+	e := newEnv(t, nil)
+	ts := httptest.NewServer(e.mux)
+	defer ts.Close()
+	for i, tc := range []struct {
+		body string
+		want []string
+	}{
+		{"a\nb\n", []string{"a", "b"}},
+		{"a\n\nb\n", []string{"a", "", "b"}},
+		{"a\r\n", []string{"a"}},
+		{"\n", []string{""}},
+		{"a\n\n", []string{"a", ""}},
+		{"", nil},
+	} {
+		source := fmt.Sprintf("empty%d", i)
+		code, _, out := post(t, ts.URL+"/api/v1/ingest?source="+source, []byte(tc.body), "")
+		if code != http.StatusOK || out["accepted"] != float64(len(tc.want)) {
+			t.Errorf("%q: %d %v, want accepted %d", tc.body, code, out, len(tc.want))
+			continue
+		}
+		if got := linesOf(e.fetch(t), source); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tc.want) {
+			t.Errorf("%q: stored %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}
+
+// TestHTTPIdempotencyKey: the same body sent twice with the same key is
+// stored once (JetStream drops the second copy of each batch within its
+// duplicate window) and the second answer reports every batch as a
+// duplicate; with different keys or without a key it is stored twice.
+func TestHTTPIdempotencyKey(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.BatchMaxBytes = 4096; c.MaxLineBytes = 100 })
+	ts := httptest.NewServer(e.mux)
+	defer ts.Close()
+	var body bytes.Buffer
+	for i := range 500 {
+		fmt.Fprintf(&body, "192.0.2.%d idempotent line %d\n", i%250, i)
+		if i%100 == 0 {
+			body.WriteString("\n" + strings.Repeat("O", 150) + "\n") // an empty and an oversized line
+		}
+	}
+	const wantLines, wantOver = 505, 5
+	url := func(source string) string { return ts.URL + "/api/v1/ingest?source=" + source }
+
+	for _, tc := range []struct {
+		source     string
+		key1, key2 string
+		times      int
+	}{
+		{"samekey", "replay-0123abcd-7", "replay-0123abcd-7", 1},
+		{"diffkeys", "k.1:a_b-C", "k.2:a_b-C", 2},
+		{"nokey", "", "", 2},
+	} {
+		code, first := postKey(t, url(tc.source), body.Bytes(), tc.key1)
+		if code != http.StatusOK || first["accepted"] != float64(wantLines) || first["oversized"] != float64(wantOver) || first["duplicate_batches"] != 0.0 {
+			t.Fatalf("%s: first answer %d %v", tc.source, code, first)
+		}
+		batches := first["batches"].(float64)
+		if batches < 3 {
+			t.Fatalf("%s: %v batches, want a body spanning several", tc.source, batches)
+		}
+		code, second := postKey(t, url(tc.source), body.Bytes(), tc.key2)
+		// accepted stays the number of lines, duplicates or not.
+		if code != http.StatusOK || second["accepted"] != float64(wantLines) || second["oversized"] != float64(wantOver) || second["batches"] != batches {
+			t.Fatalf("%s: second answer %d %v", tc.source, code, second)
+		}
+		wantDup := 0.0
+		if tc.times == 1 {
+			wantDup = batches
+		}
+		if second["duplicate_batches"] != wantDup {
+			t.Errorf("%s: second answer reports %v duplicate batches, want %v", tc.source, second["duplicate_batches"], wantDup)
+		}
+		msgs := e.fetch(t)
+		if l, o := entries(msgs, tc.source); l != tc.times*wantLines || o != tc.times*wantOver {
+			t.Errorf("%s: stream holds %d lines and %d oversized, want %d and %d", tc.source, l, o, tc.times*wantLines, tc.times*wantOver)
+		}
+		for _, m := range msgs {
+			if m.batch.Source == tc.source && tc.key1 != "" && !hasPrefix(m.msgID, "http-"+tc.key1+"-") && !hasPrefix(m.msgID, "http-"+tc.key2+"-") {
+				t.Errorf("%s: Nats-Msg-Id %q", tc.source, m.msgID)
+			}
+		}
+	}
+	if v := counterValue(e.svc.m.duplicates); v < 3 {
+		t.Errorf("duplicates_total %v, want at least 3", v)
+	}
+
+	// Bad keys: 400, nothing stored.
+	stored := len(e.fetch(t))
+	for _, key := range []string{strings.Repeat("k", 129), "has space", "slash/key", "ümlaut", "semi;colon"} {
+		if code, out := postKey(t, url("badkey"), []byte("x\n"), key); code != http.StatusBadRequest || out["error"] == nil {
+			t.Errorf("key %q: %d %v, want 400", key, code, out)
+		}
+	}
+	h := http.Header{}
+	h[IdempotencyKeyHeader] = []string{""}
+	if code, _, out := postHeader(t, url("badkey"), []byte("x\n"), h); code != http.StatusBadRequest {
+		t.Errorf("empty key: %d %v, want 400", code, out)
+	}
+	h[IdempotencyKeyHeader] = []string{"a", "b"}
+	if code, _, out := postHeader(t, url("badkey"), []byte("x\n"), h); code != http.StatusBadRequest {
+		t.Errorf("two keys: %d %v, want 400", code, out)
+	}
+	if n := len(e.fetch(t)); n != stored {
+		t.Errorf("requests with bad keys stored %d messages", n-stored)
+	}
+	if code, out := postKey(t, url("longkey"), []byte("x\n"), strings.Repeat("k", 128)); code != http.StatusOK || out["accepted"] != 1.0 {
+		t.Errorf("128-character key: %d %v", code, out)
 	}
 }

@@ -11,6 +11,12 @@ import (
 // max-line-bytes plus a CRLF, so every line that is not oversized is
 // returned by one ReadSlice without copying; longer lines are skipped to
 // their newline while only their first KiB is kept.
+//
+// Empty lines are not skipped: they go to the handler's empty method and
+// travel as empty entries of RawBatch.lines, which the parser turns into
+// dead letters (reason "empty line"). Only the final newline of a stream or
+// body ends the last line and adds no empty line after it: "a\nb\n" is two
+// lines, "a\n\nb\n" three with an empty one in the middle.
 
 // readerSize is the bufio buffer size for a line limit.
 func readerSize(maxLine int) int { return max(maxLine+2, 16<<10) }
@@ -31,7 +37,8 @@ func trimNewlines(p []byte) []byte {
 	return bytes.TrimRight(p, "\r\n")
 }
 
-// emit hands one line to h, classifying it as empty, normal or oversized.
+// emit hands one line to h, classifying it as empty, normal or oversized;
+// an empty line is forwarded (h.empty), never dropped.
 func emit(h lineHandler, p []byte, maxLine int) {
 	switch {
 	case len(p) == 0:
@@ -46,8 +53,10 @@ func emit(h lineHandler, p []byte, maxLine int) {
 // scanLines cuts newline-delimited lines until the reader ends. idle, if
 // set, runs whenever the next read would have to wait for the network, so
 // that the caller can pass on what it collected before blocking. At io.EOF
-// a final line without newline is kept and scanLines returns nil; on any
-// other read error an unfinished line is dropped and the error returned.
+// a final line without newline is kept (even one that is only "\r", as an
+// empty line; nothing after a final newline is no line) and scanLines
+// returns nil; on any other read error an unfinished line is dropped and
+// the error returned.
 func scanLines(br *bufio.Reader, maxLine int, h lineHandler, idle func()) error {
 	for {
 		if idle != nil && br.Buffered() == 0 {
@@ -80,8 +89,8 @@ func readLine(br *bufio.Reader, maxLine int, head []byte, h lineHandler) error {
 		h.oversized(prefix, n)
 		return err
 	case errors.Is(err, io.EOF):
-		if p = trimEOL(p); len(p) > 0 {
-			emit(h, p, maxLine)
+		if len(p) > 0 {
+			emit(h, trimEOL(p), maxLine)
 		}
 		return io.EOF
 	default:
@@ -219,7 +228,8 @@ func readOctetCount(br *bufio.Reader) (head []byte, n int, err error) {
 }
 
 // readFrame reads an n-byte octet-counted message and emits it without
-// trailing newlines; a newline inside the message stays.
+// trailing newlines; a newline inside the message stays. An empty frame
+// ("0 ", or only newlines) is emitted as an empty line.
 func readFrame(br *bufio.Reader, n, maxLine int, h lineHandler) error {
 	if n > maxLine {
 		prefix := make([]byte, min(n, oversizedPrefix))

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// recorder is a lineHandler that keeps what it got.
+// recorder is a lineHandler that keeps what it got; empty lines are in
+// lines too, as "".
 type recorder struct {
 	lines []string
 	over  []string // "prefix-len/length"
@@ -20,7 +21,10 @@ func (r *recorder) line(p []byte) { r.lines = append(r.lines, string(p)) }
 func (r *recorder) oversized(prefix []byte, n uint64) {
 	r.over = append(r.over, fmt.Sprintf("%s/%d", prefix[:min(len(prefix), 4)], n))
 }
-func (r *recorder) empty() { r.blank++ }
+func (r *recorder) empty() {
+	r.lines = append(r.lines, "")
+	r.blank++
+}
 
 func TestScanLines(t *testing.T) {
 	long := strings.Repeat("x", 40000)
@@ -30,7 +34,7 @@ func TestScanLines(t *testing.T) {
 	if err := scanLines(br, 10, r, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(r.lines, "|"), "a|b|c\r|d"; got != want {
+	if got, want := strings.Join(r.lines, "|"), "a|b||c\r|d"; got != want {
 		t.Errorf("lines %q, want %q", got, want)
 	}
 	if got, want := strings.Join(r.over, " "), "yyyy/11 xxxx/40000 xxxx/40000"; got != want {
@@ -38,6 +42,38 @@ func TestScanLines(t *testing.T) {
 	}
 	if r.blank != 1 {
 		t.Errorf("empty %d, want 1", r.blank)
+	}
+}
+
+// TestScanLinesEmptyLines: every empty line is forwarded; only the final
+// newline of the stream adds no empty line after it.
+func TestScanLinesEmptyLines(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		want  []string
+		blank int
+	}{
+		{"", nil, 0},
+		{"\n", []string{""}, 1},
+		{"\r\n", []string{""}, 1},
+		{"a", []string{"a"}, 0},
+		{"a\n", []string{"a"}, 0},
+		{"a\r\n", []string{"a"}, 0},
+		{"a\nb\n", []string{"a", "b"}, 0},
+		{"a\n\nb\n", []string{"a", "", "b"}, 1},
+		{"a\r\n\r\nb", []string{"a", "", "b"}, 1},
+		{"a\n\n", []string{"a", ""}, 1},
+		{"\n\n\n", []string{"", "", ""}, 3},
+		{"a\n\r", []string{"a", ""}, 1}, // a lone "\r" at EOF is an unterminated empty line
+	} {
+		r := &recorder{}
+		br := bufio.NewReaderSize(strings.NewReader(tc.in), readerSize(10))
+		if err := scanLines(br, 10, r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("%q", r.lines) != fmt.Sprintf("%q", tc.want) || r.blank != tc.blank {
+			t.Errorf("%q: lines %q (empty %d), want %q (empty %d)", tc.in, r.lines, r.blank, tc.want, tc.blank)
+		}
 	}
 }
 
@@ -81,31 +117,31 @@ func octet(msg string) string { return fmt.Sprintf("%d %s", len(msg), msg) }
 
 func TestScanSyslogOctetCounting(t *testing.T) {
 	big := "<13>" + strings.Repeat("b", 300)
-	in := octet("<13>one") + octet("<13>two\nstill two") + "\n" + octet("<13>three\n") + octet(big) + octet("")
+	in := octet("<13>one") + octet("<13>two\nstill two") + "\n" + octet("<13>three\n") + octet(big) + octet("") + octet("\r\n") + octet("<13>four")
 	r := &recorder{}
 	framing := 0
 	br := bufio.NewReaderSize(strings.NewReader(in), readerSize(100))
 	if err := scanSyslog(br, 100, r, nil, func() { framing++ }); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(r.lines, "|"), "<13>one|<13>two\nstill two|<13>three"; got != want {
+	if got, want := strings.Join(r.lines, "|"), "<13>one|<13>two\nstill two|<13>three|||<13>four"; got != want {
 		t.Errorf("lines %q, want %q", got, want)
 	}
 	if got, want := strings.Join(r.over, " "), "<13>/304"; got != want {
 		t.Errorf("oversized %q, want %q", got, want)
 	}
-	if framing != 0 || r.blank != 1 {
+	if framing != 0 || r.blank != 2 {
 		t.Errorf("framing errors %d, empty %d", framing, r.blank)
 	}
 }
 
 func TestScanSyslogNewlineAndFallback(t *testing.T) {
 	r := &recorder{}
-	br := bufio.NewReaderSize(strings.NewReader("<13>a\n<14>b\r\n<15>c"), readerSize(100))
+	br := bufio.NewReaderSize(strings.NewReader("<13>a\n<14>b\r\n\n<15>c"), readerSize(100))
 	if err := scanSyslog(br, 100, r, nil, func() { t.Error("framing error") }); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(r.lines, "|"), "<13>a|<14>b|<15>c"; got != want {
+	if got, want := strings.Join(r.lines, "|"), "<13>a|<14>b||<15>c"; got != want {
 		t.Errorf("newline framing: %q, want %q", got, want)
 	}
 
@@ -134,6 +170,7 @@ func TestConfigValidate(t *testing.T) {
 		"bad format":       func(c *Config) { c.Format = "Not A Token" },
 		"bad addr":         func(c *Config) { c.TCPAddr = "nonsense" },
 		"same addr":        func(c *Config) { c.TCPAddr, c.SyslogAddr = ":9000", ":9000" },
+		"same host addr":   func(c *Config) { c.TCPAddr, c.SyslogAddr = "127.0.0.1:5514", "127.0.0.1:5514" },
 		"zero http wait":   func(c *Config) { c.HTTPTimeout = 0 },
 		"zero in flight":   func(c *Config) { c.PublishMaxInFlight = 0 },
 		"tiny ack timeout": func(c *Config) { c.PublishAckTimeout = time.Millisecond },
@@ -142,6 +179,14 @@ func TestConfigValidate(t *testing.T) {
 		mut(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Port 0 never collides: the kernel picks a free port for each listener.
+	for _, addr := range []string{"127.0.0.1:0", ":0", "[::1]:0", "localhost:00"} {
+		c := DefaultConfig()
+		c.TCPAddr, c.SyslogAddr = addr, addr
+		if err := c.Validate(); err != nil {
+			t.Errorf("both %q: %v", addr, err)
 		}
 	}
 }

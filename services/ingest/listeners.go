@@ -60,7 +60,7 @@ func (s *Service) serveConn(conn net.Conn, b *batcher, syslog bool) {
 	br := bufio.NewReaderSize(conn, readerSize(s.cfg.MaxLineBytes))
 	c := &chunk{}
 	flush := func() {
-		if c.entries() > 0 || c.blank > 0 {
+		if c.entries() > 0 {
 			b.add(c, peer, true)
 			c.reset()
 		}
@@ -94,6 +94,15 @@ func (h *chunkHandler) line(p []byte) {
 	}
 }
 
+// empty forwards an empty line; a run of them is flushed by count, as
+// they add nothing to buf.
+func (h *chunkHandler) empty() {
+	h.chunk.empty()
+	if len(h.ends) >= h.limit/8 {
+		h.flush()
+	}
+}
+
 func (h *chunkHandler) oversized(prefix []byte, length uint64) {
 	h.chunk.oversized(prefix, length)
 	if len(h.over) >= 64 {
@@ -101,8 +110,9 @@ func (h *chunkHandler) oversized(prefix []byte, length uint64) {
 	}
 }
 
-// readUDP reads syslog datagrams: one datagram is one message. When no
-// batch slot is free the datagram is dropped and counted.
+// readUDP reads syslog datagrams: one datagram is one message (an empty
+// one is forwarded as an empty line). When no batch slot is free the
+// datagram is dropped and counted.
 func (s *Service) readUDP(pc net.PacketConn) {
 	defer s.acceptWG.Done()
 	buf := make([]byte, 64<<10)

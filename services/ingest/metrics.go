@@ -29,14 +29,14 @@ type metrics struct {
 func newMetrics(r prometheus.Registerer) *metrics {
 	f := promauto.With(r)
 	return &metrics{
-		lines:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_lines_total", Help: "Lines received and handed to a batch (oversized lines not included), by source."}, []string{"source"}),
+		lines:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_lines_total", Help: "Lines received and handed to a batch (empty lines included, oversized lines not), by source."}, []string{"source"}),
 		bytes:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_bytes_total", Help: "Bytes of received lines without terminators (full length of oversized lines included), by source."}, []string{"source"}),
 		batches:         f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_batches_published_total", Help: "Raw batches acknowledged by JetStream, by source."}, []string{"source"}),
 		oversized:       f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_oversized_lines_total", Help: "Lines longer than -ingest.max-line-bytes, sent as prefix and length, by source."}, []string{"source"}),
-		empty:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_empty_lines_total", Help: "Empty lines skipped, by source."}, []string{"source"}),
+		empty:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_empty_lines_total", Help: "Empty lines forwarded as empty entries (the parser dead-letters them; included in lines_total), by source."}, []string{"source"}),
 		publishErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_errors_total", Help: "Failed publish attempts of raw batches (each is retried)."}),
 		publishRetries:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_retries_total", Help: "Publish attempts repeated with the same Nats-Msg-Id."}),
-		duplicates:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_duplicates_total", Help: "Batches JetStream acknowledged as duplicates: an earlier attempt was stored but its ack was lost."}),
+		duplicates:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_duplicates_total", Help: "Batches JetStream acknowledged as duplicates: an earlier attempt was stored but its ack was lost, or an HTTP request with an Idempotency-Key was sent again."}),
 		batchLines:      f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_batch_lines", Help: "Lines per published raw batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 		publishLatency:  f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_publish_latency_seconds", Help: "Time from publishing a raw batch to its JetStream ack (successful attempts).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
 		udpDropped:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_udp_dropped_total", Help: "Syslog UDP datagrams dropped because every batch slot was in flight."}),

@@ -30,14 +30,21 @@ func (s *Service) nextMsgID(source string) string {
 	return s.deps.InstanceID + "-" + source + "-" + strconv.FormatUint(s.msgSeq.Add(1), 10)
 }
 
-// publishBatch encodes m (label is the source label of the metrics) and publishes it until JetStream acknowledges it
-// or ctx ends. Every attempt carries the same Nats-Msg-Id, so a batch whose
-// ack was lost is stored once.
-func (s *Service) publishBatch(ctx context.Context, source, label, subject string, m *logtallyv1.RawBatch) error {
-	id := s.nextMsgID(source)
+// publishBatch encodes m (label is the source label of the metrics) and
+// publishes it until JetStream acknowledges it or ctx ends. id is the
+// batch's Nats-Msg-Id; "" takes the next one of the instance counter.
+// Every attempt carries the same Nats-Msg-Id, so a batch whose ack was lost
+// is stored once. dup reports that JetStream acknowledged the batch as a
+// duplicate: it held a message with this ID already (stored by an earlier
+// attempt whose ack was lost, or, for an HTTP Idempotency-Key, by an
+// earlier request).
+func (s *Service) publishBatch(ctx context.Context, id, source, label, subject string, m *logtallyv1.RawBatch) (dup bool, err error) {
+	if id == "" {
+		id = s.nextMsgID(source)
+	}
 	data, err := proto.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("encode batch %s: %w", id, err)
+		return false, fmt.Errorf("encode batch %s: %w", id, err)
 	}
 	s.m.batchesInFlight.Inc()
 	defer s.m.batchesInFlight.Dec()
@@ -58,10 +65,10 @@ func (s *Service) publishBatch(ctx context.Context, source, label, subject strin
 			if s.failing.CompareAndSwap(true, false) {
 				s.log.Info("publishing to jetstream recovered", "batch", id, "attempts", attempt+1)
 			}
-			return nil
+			return dup, nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
+			return false, fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
 		}
 		s.m.publishErrors.Inc()
 		if s.failing.CompareAndSwap(false, true) {
@@ -72,7 +79,7 @@ func (s *Service) publishBatch(ctx context.Context, source, label, subject strin
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
+			return false, fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
 		}
 		wait = min(wait*2, retryMax)
 	}

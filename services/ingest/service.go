@@ -15,7 +15,14 @@
 // (within the stream's duplicate window). While the service runs a batch is
 // never given up. n starts at the service's start time in microseconds, so a
 // restarted process with the same InstanceID does not collide with its
-// predecessor's IDs.
+// predecessor's IDs. An HTTP request with an Idempotency-Key header names
+// its batches http-<key>-<i> instead, so that a client's retry of the
+// request is stored once within the duplicate window (see handleIngest).
+//
+// Empty lines (and empty syslog datagrams or frames) are forwarded as empty
+// entries of RawBatch.lines for the parser to dead-letter, and counted in
+// logtally_ingest_empty_lines_total; the final newline of a stream or body
+// adds no empty line.
 //
 // Backpressure: each source has -ingest.publish.max-in-flight batch slots.
 // A batch takes a slot when sealed and frees it when acknowledged. When all
