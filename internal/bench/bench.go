@@ -44,6 +44,8 @@ type Result struct {
 	LatencyP50Ms      float64 `json:"latency_p50_ms"`
 	LatencyP99Ms      float64 `json:"latency_p99_ms"`
 	LatencySamples    int     `json:"latency_samples"`
+	IdleLatencyP50Ms  float64 `json:"idle_latency_p50_ms"`
+	IdleLatencyP99Ms  float64 `json:"idle_latency_p99_ms"`
 	TopP50Ms          float64 `json:"top10_1h_p50_ms"`
 	TopP99Ms          float64 `json:"top10_1h_p99_ms"`
 	CPUCores          float64 `json:"cpu_cores_used"`
@@ -129,31 +131,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	var probeWG sync.WaitGroup
 	var latencies []time.Duration
-	var probes int
 	var mu sync.Mutex
 	probeWG.Add(1)
 	go func() {
 		defer probeWG.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
+		for i := 0; probeCtx.Err() == nil; i++ {
+			d, err := probe(probeCtx, tcp, base, i)
+			if err != nil {
+				return // cancelled at the end of the run
+			}
+			mu.Lock()
+			latencies = append(latencies, d)
+			mu.Unlock()
 			select {
 			case <-probeCtx.Done():
-				return
-			case <-tick.C:
+			case <-time.After(50 * time.Millisecond):
 			}
-			probeWG.Add(1)
-			go func() {
-				defer probeWG.Done()
-				d, err := probe(probeCtx, tcp, base, i)
-				if err != nil {
-					return // cancelled at the end of the run
-				}
-				mu.Lock()
-				latencies = append(latencies, d)
-				probes++
-				mu.Unlock()
-			}()
 		}
 	}()
 
@@ -211,6 +204,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.LatencyP50Ms, res.LatencyP99Ms = percentiles(latencies)
 	mu.Unlock()
 
+	progress("measuring latency without load")
+	var idle []time.Duration
+	for i := 0; i < 40; i++ {
+		d, err := probe(ctx, tcp, base, 1<<20+i)
+		if err != nil {
+			return err
+		}
+		idle = append(idle, d)
+	}
+	res.IdleLatencyP50Ms, res.IdleLatencyP99Ms = percentiles(idle)
+
 	progress("querying top-10 over the hour")
 	var topLat []time.Duration
 	for i := 0; i < 200; i++ {
@@ -233,14 +237,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   lines sent               %d over %d TCP connections (%.1fs to send)
   counted exactly          %v (%d distinct IPs)
   sustained throughput     %.0f lines/s until queryable (%.1fs)
-  receipt→queryable        p50 %.0f ms, p99 %.0f ms (%d probes)
+  receipt→queryable        under load p50 %.0f ms, p99 %.0f ms (%d probes); idle p50 %.0f ms, p99 %.0f ms
   top-10 over 1h           p50 %.1f ms, p99 %.1f ms
   CPU                      %.2f cores
   peak RSS                 %.0f MiB (includes the generated log held in memory)
   in-process parse+count   %.0f lines/s on one goroutine
   ratio                    %.2f of the in-process rate
 `, runtime.NumCPU(), res.Lines, res.Connections, res.SendSeconds, res.Exact, res.DistinctIPs,
-		res.LinesPerSecond, res.VisibleSeconds, res.LatencyP50Ms, res.LatencyP99Ms, res.LatencySamples,
+		res.LinesPerSecond, res.VisibleSeconds, res.LatencyP50Ms, res.LatencyP99Ms, res.LatencySamples, res.IdleLatencyP50Ms, res.IdleLatencyP99Ms,
 		res.TopP50Ms, res.TopP99Ms, res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
 	if !res.Exact {
 		return fmt.Errorf("bench: counted %d requests for %d lines", tot.Requests, *lines)
@@ -324,7 +328,7 @@ func probe(ctx context.Context, tcp, base string, i int) (time.Duration, error) 
 		if got.Count > 0 {
 			return time.Since(t0), nil
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	return 0, ctx.Err()
 }

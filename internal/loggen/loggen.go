@@ -140,6 +140,7 @@ func Malformed(base time.Time) [][]byte {
 		[]byte(`203.0.113.10 - - [31/Feb/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"`),
 		[]byte(`203.0.113.11 - - [24/Nov/2026:25:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"`),
 		[]byte("no address in this line at all"),
+		{},
 		[]byte(`{"remote_addr": "203.0.113.12", "time": `),
 		[]byte("<38>Nov 24 10:00:00 web1 sshd[1]: session opened for user root"),
 	}

@@ -41,7 +41,7 @@ func newConfig(t *testing.T, args ...string) app.Config {
 	cfg.RegisterFlags(fs)
 	base := []string{
 		"-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
-		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=127.0.0.2:0",
+		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=127.0.0.1:0",
 		"-aggregator.flush-interval=200ms", "-aggregator.heartbeat=200ms",
 	}
 	if err := config.Parse(fs, append(base, args...), "LOGTALLY_TEST_UNUSED_"); err != nil {
