@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +66,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dataDir := fs.String("data.dir", "", "data directory of the embedded NATS (default: a temporary directory, removed after)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	verbose := fs.Bool("v", false, "log the pipeline's info lines")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +124,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tcp := a.Ingest.TCPAddr().String()
 
 	res := Result{Lines: *lines, Connections: *conns, BaselineLinesPerS: baseline}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	runtime.GC()
 	cpu0 := cpuTime()
 	start := time.Now()

@@ -5,7 +5,6 @@ package counts
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,23 +76,19 @@ func (w *Window) Total() uint64 {
 	return n
 }
 
-// Marshal encodes the window with IPs sorted, so equal windows encode equally.
+// Marshal encodes the window. Entries are in map order: readers must not
+// assume any order (sorting here cost more than anything else in a flush).
 func (w *Window) Marshal() ([]byte, error) {
-	keys := make([][AddrLen]byte, 0, len(w.Counts))
-	for k := range w.Counts {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [AddrLen]byte) int { return strings.Compare(string(a[:]), string(b[:])) })
 	st := &logtallyv1.WindowState{
 		LastSeq:     w.LastSeq,
-		Addrs:       make([]byte, 0, len(keys)*AddrLen),
-		Counts:      make([]uint64, 0, len(keys)),
+		Addrs:       make([]byte, 0, len(w.Counts)*AddrLen),
+		Counts:      make([]uint64, 0, len(w.Counts)),
 		DeadLetters: w.DeadLetters,
 		Late:        w.Late,
 	}
-	for _, k := range keys {
+	for k, c := range w.Counts {
 		st.Addrs = append(st.Addrs, k[:]...)
-		st.Counts = append(st.Counts, w.Counts[k])
+		st.Counts = append(st.Counts, c)
 	}
 	return proto.Marshal(st)
 }

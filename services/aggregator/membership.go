@@ -123,6 +123,10 @@ func (s *Service) tick() error {
 		}
 		s.claim(p, rev)
 	}
+	if owned := len(s.Owned()); owned != s.lastOwned {
+		s.log.Info("partition ownership changed", "owned", owned, "partitions", n, "members", len(live))
+		s.lastOwned = owned
+	}
 	s.ready.Store(true)
 	return nil
 }

@@ -41,8 +41,9 @@ type Service struct {
 	stopLoop sync.Once
 	ready    atomic.Bool
 
-	mu    sync.Mutex
-	owned map[int]*runner
+	mu        sync.Mutex
+	owned     map[int]*runner
+	lastOwned int // for logging changes only; used by the membership loop
 }
 
 type runner struct {
@@ -192,7 +193,7 @@ func (s *Service) claim(p int, rev uint64) {
 		defer close(r.done)
 		pt.run(ctx, r.release)
 	}()
-	s.log.Info("partition claimed", "partition", p)
+	s.log.Debug("partition claimed", "partition", p)
 }
 
 // release flushes partition p, then frees its lease for the next owner.
@@ -217,7 +218,7 @@ func (s *Service) release(ctx context.Context, p int) {
 	if err := s.members.Delete(context.WithoutCancel(ctx), leaseKey(p), jetstream.LastRevision(r.rev)); err != nil {
 		s.log.Warn("free partition lease", "partition", p, "error", err)
 	}
-	s.log.Info("partition released", "partition", p)
+	s.log.Debug("partition released", "partition", p)
 }
 
 // abort drops partition p without flushing: its lease was lost, so another

@@ -143,7 +143,7 @@ func (s *Service) Kill() {
 
 func (s *Service) work(it jetstream.MessagesContext) {
 	defer s.wg.Done()
-	w := &worker{s: s, parser: format.New(s.opts), out: make([]*logtallyv1.RecordBatch, s.deps.Topology.Partitions)}
+	w := &worker{s: s, parser: format.New(s.opts), out: make([]columns, s.deps.Topology.Partitions)}
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -173,7 +173,9 @@ func (s *Service) work(it jetstream.MessagesContext) {
 type worker struct {
 	s      *Service
 	parser *format.Parser
-	out    []*logtallyv1.RecordBatch
+	raw    rawBatch
+	out    []columns
+	dead   []deadLetter
 	futs   []jetstream.PubAckFuture
 }
 
@@ -193,87 +195,70 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	seq := meta.Sequence.Stream
 	id := "r" + strconv.FormatUint(seq, 10)
-	var rb logtallyv1.RawBatch
-	var dead []deadLetter
-	if err := proto.Unmarshal(m.Data(), &rb); err != nil {
+	rb := &w.raw
+	w.dead = w.dead[:0]
+	if err := decodeRaw(m.Data(), rb); err != nil {
 		w.s.m.badBatches.Inc()
-		dead = append(dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, err), code: "not_raw_batch"})
-		rb = logtallyv1.RawBatch{Source: "unknown", ReceivedUnixMs: time.Now().UnixMilli()}
+		w.dead = append(w.dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, err), code: "not_raw_batch"})
+		*rb = rawBatch{source: "unknown", receivedMS: meta.Timestamp.UnixMilli()}
 	}
-	received := time.UnixMilli(rb.ReceivedUnixMs).UTC()
-	f, ferr := format.ParseFormat(rb.Format)
+	received := time.UnixMilli(rb.receivedMS).UTC()
+	f, ferr := format.ParseFormat(rb.format)
 	if ferr != nil {
 		f = format.Auto
 	}
 	n := len(w.out)
 	for i := range w.out {
-		w.out[i] = nil
+		w.out[i].reset()
 	}
 	var rec format.Record
-	for _, line := range rb.Lines {
+	for _, line := range rb.lines {
 		if err := w.parser.Parse(line, f, received, &rec); err != nil {
-			dead = append(dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
+			w.dead = append(w.dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
 			continue
 		}
 		a := counts.Pack(rec.Addr)
-		p := counts.Partition(a, n)
-		b := w.out[p]
-		if b == nil {
-			b = &logtallyv1.RecordBatch{RawSeq: seq, ReceivedUnixMs: rb.ReceivedUnixMs}
-			w.out[p] = b
-		}
-		b.Addrs = append(b.Addrs, a[:]...)
-		b.TimesMs = append(b.TimesMs, rec.Time.UnixMilli())
-		b.Methods = append(b.Methods, string(rec.Method))
-		b.Paths = append(b.Paths, string(rec.Path))
-		b.Statuses = append(b.Statuses, rec.Status)
-		b.Sizes = append(b.Sizes, rec.Size)
-		b.UserAgents = append(b.UserAgents, string(rec.UserAgent))
+		w.out[counts.Partition(a, n)].add(a, &rec)
 	}
-	for _, o := range rb.Oversized {
-		dead = append(dead, deadLetter{
-			line:   o.Prefix,
-			length: int(o.Length),
-			reason: fmt.Sprintf("line too long: %d bytes", o.Length),
+	for _, o := range rb.oversized {
+		w.dead = append(w.dead, deadLetter{
+			line:   o.prefix,
+			length: int(o.length),
+			reason: fmt.Sprintf("line too long: %d bytes", o.length),
 			code:   "line_too_long",
 		})
 	}
-	if len(dead) > 0 {
+	if len(w.dead) > 0 {
 		// The count travels with the records so that the aggregator's exactly
 		// once bookkeeping covers dead letters too.
 		p := int(seq % uint64(n))
-		if w.out[p] == nil {
-			w.out[p] = &logtallyv1.RecordBatch{RawSeq: seq, ReceivedUnixMs: rb.ReceivedUnixMs}
-		}
-		w.out[p].DeadLetters = uint64(len(dead))
+		w.out[p].used = true
+		w.out[p].deadLetters = uint64(len(w.dead))
 	}
 
 	w.futs = w.futs[:0]
 	records := 0
-	for p, b := range w.out {
-		if b == nil {
+	for p := range w.out {
+		c := &w.out[p]
+		if !c.used {
 			continue
 		}
-		records += len(b.TimesMs)
-		data, err := proto.Marshal(b)
-		if err != nil {
-			return fmt.Errorf("encode record batch: %w", err)
-		}
-		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), data, jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
+		records += len(c.times)
+		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), c.encode(seq, rb.receivedMS), jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
 		if err != nil {
 			return fmt.Errorf("publish partition %d of %s: %w", p, id, err)
 		}
 		w.futs = append(w.futs, fut)
 	}
-	src := subjectToken(rb.Source)
-	for i, d := range dead {
+	src := subjectToken(rb.source)
+	for i, d := range w.dead {
 		line := d.line
 		if len(line) > maxDeadLine {
 			line = line[:maxDeadLine]
 		}
 		data, err := proto.Marshal(&logtallyv1.DeadLetter{
-			Line: line, Source: rb.Source, Peer: rb.Peer, Reason: d.reason,
-			ReceivedUnixMs: rb.ReceivedUnixMs, Length: uint64(d.length),
+			Line: line, Source: rb.source, Peer: rb.peer, Reason: d.reason,
+			ReceivedUnixMs: rb.receivedMS, Length: uint64(d.length),
 		})
 		if err != nil {
 			return fmt.Errorf("encode dead letter: %w", err)
@@ -293,10 +278,10 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 			return ctx.Err()
 		}
 	}
-	w.s.m.lines.Add(float64(len(rb.Lines) + len(rb.Oversized)))
+	w.s.m.lines.Add(float64(len(rb.lines) + len(rb.oversized)))
 	w.s.m.records.Add(float64(records))
-	w.s.m.published.Add(float64(len(w.futs) - len(dead)))
-	for _, d := range dead {
+	w.s.m.published.Add(float64(len(w.futs) - len(w.dead)))
+	for _, d := range w.dead {
 		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
 	}
 	return nil

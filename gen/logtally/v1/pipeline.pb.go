@@ -389,7 +389,8 @@ type WindowState struct {
 	// Stream sequence (logs.parsed) up to which this value includes every
 	// record of the window: a replayed message at or below it is skipped.
 	LastSeq uint64 `protobuf:"varint,1,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
-	// 16 bytes per IP, sorted; counts[i] belongs to addrs[16*i:16*i+16].
+	// 16 bytes per IP, in no particular order; counts[i] belongs to
+	// addrs[16*i:16*i+16].
 	Addrs  []byte   `protobuf:"bytes,2,opt,name=addrs,proto3" json:"addrs,omitempty"`
 	Counts []uint64 `protobuf:"varint,3,rep,packed,name=counts,proto3" json:"counts,omitempty"`
 	// Dead letters and late records counted in this window.
