@@ -40,9 +40,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "logtally:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // usage was asked for and printed
 		}
+		fmt.Fprintln(os.Stderr, "logtally:", err)
 		os.Exit(1)
 	}
 }
