@@ -16,14 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// started remembers the options of each server for RestartServer.
-var started sync.Map
-
-// RunBasicJetStreamServer starts one JetStream server; it stops when the test ends.
-func RunBasicJetStreamServer(t testing.TB) *server.Server {
-	t.Helper()
-	opts := &server.Options{
-		ServerName:         "test",
+// baseOptions are a JetStream server's options on a random loopback port with
+// temporary storage and limits sized for tests, not for the host.
+func baseOptions(t testing.TB, name string) *server.Options {
+	return &server.Options{
+		ServerName:         name,
 		Host:               "127.0.0.1",
 		Port:               -1,
 		JetStream:          true,
@@ -32,9 +29,17 @@ func RunBasicJetStreamServer(t testing.TB) *server.Server {
 		NoLog:              true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  8 << 30,
+		JetStreamMaxStore:  4 << 30,
 	}
-	return start(t, opts)
+}
+
+// started remembers the options of each server for RestartServer.
+var started sync.Map
+
+// RunBasicJetStreamServer starts one JetStream server; it stops when the test ends.
+func RunBasicJetStreamServer(t testing.TB) *server.Server {
+	t.Helper()
+	return start(t, baseOptions(t, "test"))
 }
 
 // RestartServer starts a server again on the same options (same store dir).
@@ -98,24 +103,9 @@ func RunJetStreamCluster(t testing.TB) *Cluster {
 	}
 	c := &Cluster{}
 	for i := 0; i < n; i++ {
-		opts := &server.Options{
-			ServerName:         fmt.Sprintf("n%d", i+1),
-			Host:               "127.0.0.1",
-			Port:               -1,
-			JetStream:          true,
-			StoreDir:           t.TempDir(),
-			NoSigs:             true,
-			NoLog:              true,
-			MaxPayload:         8 << 20,
-			JetStreamMaxMemory: 256 << 20,
-			JetStreamMaxStore:  4 << 30,
-			Cluster: server.ClusterOpts{
-				Name: "logtally-test",
-				Host: "127.0.0.1",
-				Port: ports[i],
-			},
-			Routes: routes,
-		}
+		opts := baseOptions(t, fmt.Sprintf("n%d", i+1))
+		opts.Cluster = server.ClusterOpts{Name: "logtally-test", Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = routes
 		s, err := server.NewServer(opts)
 		if err != nil {
 			t.Fatalf("new cluster node: %v", err)

@@ -153,17 +153,7 @@ func (c *columns) encode(rawSeq uint64, receivedMS int64) []byte {
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
 		b = protowire.AppendBytes(b, c.addrs)
 	}
-	if len(c.times) > 0 {
-		n := 0
-		for _, t := range c.times {
-			n += protowire.SizeVarint(uint64(t))
-		}
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
-		for _, t := range c.times {
-			b = protowire.AppendVarint(b, uint64(t))
-		}
-	}
+	b = appendPacked(b, 2, c.times)
 	if rawSeq != 0 {
 		b = protowire.AppendTag(b, 3, protowire.VarintType)
 		b = protowire.AppendVarint(b, rawSeq)
@@ -178,28 +168,8 @@ func (c *columns) encode(rawSeq uint64, receivedMS int64) []byte {
 	}
 	b = appendStrings(b, 6, c.methods)
 	b = appendStrings(b, 7, c.paths)
-	if len(c.statuses) > 0 {
-		n := 0
-		for _, v := range c.statuses {
-			n += protowire.SizeVarint(uint64(v))
-		}
-		b = protowire.AppendTag(b, 8, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
-		for _, v := range c.statuses {
-			b = protowire.AppendVarint(b, uint64(v))
-		}
-	}
-	if len(c.sizes) > 0 {
-		n := 0
-		for _, v := range c.sizes {
-			n += protowire.SizeVarint(v)
-		}
-		b = protowire.AppendTag(b, 9, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
-		for _, v := range c.sizes {
-			b = protowire.AppendVarint(b, v)
-		}
-	}
+	b = appendPacked(b, 8, c.statuses)
+	b = appendPacked(b, 9, c.sizes)
 	return appendStrings(b, 10, c.agents)
 }
 
@@ -207,6 +177,24 @@ func appendStrings(b []byte, num protowire.Number, vs [][]byte) []byte {
 	for _, v := range vs {
 		b = protowire.AppendTag(b, num, protowire.BytesType)
 		b = protowire.AppendBytes(b, v)
+	}
+	return b
+}
+
+// appendPacked writes a packed repeated varint field (int64 as two's
+// complement, as protobuf does).
+func appendPacked[T int64 | uint32 | uint64](b []byte, num protowire.Number, vs []T) []byte {
+	if len(vs) == 0 {
+		return b
+	}
+	n := 0
+	for _, v := range vs {
+		n += protowire.SizeVarint(uint64(v))
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	for _, v := range vs {
+		b = protowire.AppendVarint(b, uint64(v))
 	}
 	return b
 }
