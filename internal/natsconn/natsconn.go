@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,18 +16,35 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Config selects the NATS server.
+// Config selects the NATS server and how to authenticate to it.
 type Config struct {
 	URL      string `yaml:"url"`
 	Replicas int    `yaml:"replicas"`
 	// Name identifies the connection in the server's monitoring.
 	Name string `yaml:"-"`
+
+	User        string `yaml:"user"`
+	Password    string `yaml:"password"`
+	Token       string `yaml:"token"`
+	NKeySeed    string `yaml:"nkey_seed_file"`
+	CredsFile   string `yaml:"creds_file"`
+	TLSCAFile   string `yaml:"tls_ca_file"`
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // RegisterFlags registers the nats.* flags.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.URL, "nats.url", "", "NATS server URLs, comma separated; empty runs an embedded server")
 	f.IntVar(&c.Replicas, "nats.replicas", 1, "replicas of every stream and bucket (3 on a 3-node cluster)")
+	f.StringVar(&c.User, "nats.user", "", "user name for NATS user/password authentication")
+	f.StringVar(&c.Password, "nats.password", "", "password for NATS user/password authentication (prefer the environment or a file over the command line)")
+	f.StringVar(&c.Token, "nats.token", "", "token for NATS token authentication")
+	f.StringVar(&c.NKeySeed, "nats.nkey-seed-file", "", "file holding an NKey seed (SU...) for NKey authentication")
+	f.StringVar(&c.CredsFile, "nats.creds-file", "", "NATS credentials file (JWT and NKey seed)")
+	f.StringVar(&c.TLSCAFile, "nats.tls.ca-file", "", "CA certificate(s) that sign the NATS servers' certificates; enables TLS")
+	f.StringVar(&c.TLSCertFile, "nats.tls.cert-file", "", "client certificate for NATS mutual TLS")
+	f.StringVar(&c.TLSKeyFile, "nats.tls.key-file", "", "client key for NATS mutual TLS")
 }
 
 // Validate checks the configuration.
@@ -34,7 +52,52 @@ func (c *Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("nats.replicas must be between 1 and 5, got %d", c.Replicas)
 	}
+	methods := 0
+	for _, set := range []bool{c.User != "" || c.Password != "", c.Token != "", c.NKeySeed != "", c.CredsFile != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		return errors.New("nats: choose one of user/password, token, nkey-seed-file and creds-file")
+	}
+	if (c.User == "") != (c.Password == "") {
+		return errors.New("nats.user and nats.password go together")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("nats.tls.cert-file and nats.tls.key-file go together")
+	}
+	if (c.User != "" || c.Token != "" || c.NKeySeed != "" || c.CredsFile != "" || c.TLSCAFile != "") && c.URL == "" {
+		return errors.New("nats authentication and TLS settings need -nats.url (the embedded server has neither)")
+	}
 	return nil
+}
+
+// authOptions turns the credentials into connection options. Secrets stay in
+// the options: nothing here is logged.
+func (c Config) authOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	case c.Token != "":
+		opts = append(opts, nats.Token(c.Token))
+	case c.NKeySeed != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey seed file %s: %w", c.NKeySeed, err)
+		}
+		opts = append(opts, o)
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCAFile))
+	}
+	if c.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCertFile, c.TLSKeyFile))
+	}
+	return opts, nil
 }
 
 // Conn is an open connection and its JetStream context.
@@ -66,6 +129,11 @@ func Connect(c Config, srv *server.Server, log hclog.Logger) (*Conn, error) {
 			log.Warn("nats async error", "subject", subj, "error", err)
 		}),
 	}
+	auth, err := c.authOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, auth...)
 	url := c.URL
 	if srv != nil {
 		opts = append(opts, nats.InProcessServer(srv))
@@ -77,12 +145,38 @@ func Connect(c Config, srv *server.Server, log hclog.Logger) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
 	}
+	if err := waitAuth(nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
 	return &Conn{NC: nc, JS: js}, nil
+}
+
+// waitAuth gives a new connection a moment to come up so that refused
+// credentials fail the start with a clear error instead of retrying forever;
+// an unreachable server is waited for by the reconnect logic.
+func waitAuth(nc *nats.Conn) error {
+	deadline := time.Now().Add(3 * time.Second)
+	for !nc.IsConnected() && time.Now().Before(deadline) {
+		if err := nc.LastError(); err != nil && isAuthError(err) {
+			return fmt.Errorf("nats refused the credentials: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := nc.LastError(); !nc.IsConnected() && err != nil && isAuthError(err) {
+		return fmt.Errorf("nats refused the credentials: %w", err)
+	}
+	return nil
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		strings.Contains(strings.ToLower(err.Error()), "authorization violation")
 }
 
 // Close drains the connection so that pending publishes and acks go out.
