@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/logtally/logtally/internal/natsconn"
 	"github.com/logtally/logtally/internal/obs"
@@ -67,8 +70,19 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on http.addr %s: %w", a.cfg.HTTPAddr, err)
 	}
+	tlsCfg, err := a.cfg.API.TLS()
+	if err != nil {
+		return err
+	}
+	if tlsCfg != nil {
+		a.listener = tls.NewListener(a.listener, tlsCfg)
+	}
+	grpcOpts := a.cfg.API.GRPCServerOptions()
+	if tlsCfg != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
 	obs.Register(a.mux, a.health, a.reg)
-	a.httpSrv = &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
+	a.httpSrv = &http.Server{Handler: a.cfg.API.HTTP(a.mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.httpSrv.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server", "error", err)
@@ -106,7 +120,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	deps := service.Deps{
 		Log: a.log, NATS: a.conn, Registerer: a.reg, Mux: a.mux,
-		Health: a.health, Topology: topo, InstanceID: id,
+		Health: a.health, Topology: topo, InstanceID: id, GRPCOptions: grpcOpts,
 	}
 	var services []service.Service
 	// Consumers of the pipeline start before its producers, and stop after them.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/logtally/logtally/internal/apiauth"
 	"github.com/logtally/logtally/internal/config"
 	"github.com/logtally/logtally/internal/natsconn"
 	"github.com/logtally/logtally/internal/obs"
@@ -40,6 +41,7 @@ type Config struct {
 	Retention1m     time.Duration `yaml:"retention_1m"`
 	Retention1h     time.Duration `yaml:"retention_1h"`
 
+	API        apiauth.Config    `yaml:"api"`
 	Log        obs.LogConfig     `yaml:"log"`
 	NATS       natsconn.Config   `yaml:"nats"`
 	Ingest     ingest.Config     `yaml:"ingest"`
@@ -57,6 +59,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.ShutdownTimeout, "shutdown.timeout", 30*time.Second, "grace period to drain, flush and ack on SIGTERM")
 	f.DurationVar(&c.Retention1m, "retention.1m", 48*time.Hour, "how long 1-minute windows are kept")
 	f.DurationVar(&c.Retention1h, "retention.1h", 90*24*time.Hour, "how long 1-hour windows are kept")
+	c.API.RegisterFlags(f)
 	c.Log.RegisterFlags(f)
 	c.NATS.RegisterFlags(f)
 	c.Ingest.RegisterFlags(f)
@@ -118,7 +121,7 @@ func (c *Config) Validate() error {
 	if c.Retention1h < c.Retention1m {
 		errs = append(errs, fmt.Errorf("retention.1h (%s) must not be shorter than retention.1m (%s)", c.Retention1h, c.Retention1m))
 	}
-	errs = append(errs, c.Log.Validate(), c.NATS.Validate(), c.Parser.Validate())
+	errs = append(errs, c.Log.Validate(), c.NATS.Validate(), c.Parser.Validate(), c.API.Validate())
 	if c.Runs(TargetIngest) {
 		errs = append(errs, c.Ingest.Validate())
 	}

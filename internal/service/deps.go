@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/logtally/logtally/internal/natsconn"
 	"github.com/logtally/logtally/internal/obs"
@@ -26,4 +27,6 @@ type Deps struct {
 	Topology topology.Config
 	// InstanceID is unique per process (and per test instance).
 	InstanceID string
+	// GRPCOptions carry the API's authentication and TLS for gRPC servers.
+	GRPCOptions []grpc.ServerOption
 }
