@@ -44,11 +44,14 @@ type TotalsAnswer struct {
 // terminal width (width <= 0), e.g. when stdout is a pipe or a file.
 const DefaultBarWidth = 40
 
-const topSynopsis = "logtally top [--addr URL] [--last 5m | --from TIME --to TIME] [-n 10] [--json]"
+const topSynopsis = "logtally top [--addr URL] [--last 5m | --from TIME --to TIME] [-n 10] [--json] [--watch]"
 
 const topDescription = `Shows the IPs with the most requests in a time range, fetched from a running
 logtally server. --from/--to take RFC 3339 times (2024-05-01T12:00:00Z) and
-replace --last. --json prints the server's /api/v1/top answer unchanged.`
+replace --last. --json prints the server's /api/v1/top answer unchanged.
+--watch keeps the table open and redraws it whenever the server pushes a
+change (Server-Sent Events, no polling); with --json it prints one JSON
+object per update instead (NDJSON).`
 
 // topOptions are the parsed flags of the top subcommand.
 type topOptions struct {
@@ -58,6 +61,7 @@ type topOptions struct {
 	to      string
 	n       int
 	json    bool
+	watch   bool
 	timeout time.Duration
 }
 
@@ -70,9 +74,13 @@ func parseTopFlags(args []string, stderr io.Writer) (topOptions, error) {
 	fs.StringVar(&o.to, "to", "", "end of the range, RFC 3339 `time`")
 	fs.IntVar(&o.n, "n", 10, "number of IPs to show")
 	fs.BoolVar(&o.json, "json", false, "print the raw JSON answer of /api/v1/top")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of the whole command (0 = none)")
+	fs.BoolVar(&o.watch, "watch", false, "keep watching: redraw on every change the server pushes (with --json: one JSON object per line)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of the whole command (0 = none; with --watch the default is none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.watch && !flagWasSet(fs, "timeout") {
+		o.timeout = 0
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -131,6 +139,11 @@ func Top(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer cancel()
 	}
 	client := &http.Client{}
+	if o.watch {
+		out, stop := newWatchOutput(stdout)
+		defer stop()
+		return watchTop(ctx, o, base, client, out, stderr)
+	}
 
 	topQ := o.rangeQuery()
 	topQ.Set("n", strconv.Itoa(o.n))

@@ -50,9 +50,10 @@ type (
 //
 // Without last/from/to the range is the last query.default-last (15m).
 func (s *Service) registerHTTP(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/top", s.handleTop)
+	mux.HandleFunc("GET /api/v1/top", s.handleTopOrCIDR) // handleTop, or top within ?cidr=
 	mux.HandleFunc("GET /api/v1/ips/{ip}", s.handleSeries)
 	mux.HandleFunc("GET /api/v1/totals", s.handleTotals)
+	s.registerDashboard(mux) // dashboard.go: /, /ui/, series, dead letters, SSE watches
 }
 
 // httpRange reads last/from/to.
