@@ -1,0 +1,169 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{- define "logtally.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release; object names append -<component>. */}}
+{{- define "logtally.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "logtally.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: (dict "root" $ "component" "ingest") */}}
+{{- define "logtally.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "logtally.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Standard labels: (dict "root" $ "component" "ingest") */}}
+{{- define "logtally.labels" -}}
+helm.sh/chart: {{ include "logtally.chart" .root }}
+{{ include "logtally.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: logtally
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{- define "logtally.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "logtally.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "logtally.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* True when this chart runs the NATS StatefulSet. */}}
+{{- define "logtally.natsInternal" -}}
+{{- if and (not .Values.allInOne.enabled) (not .Values.nats.external.url) }}true{{ end }}
+{{- end }}
+
+{{- define "logtally.nats.fullname" -}}
+{{- printf "%s-nats" (include "logtally.fullname" .) }}
+{{- end }}
+
+{{- define "logtally.nats.headless" -}}
+{{- printf "%s-nats-headless" (include "logtally.fullname" .) }}
+{{- end }}
+
+{{/* Client URL(s) of NATS for the stages. */}}
+{{- define "logtally.natsURL" -}}
+{{- if .Values.nats.external.url }}
+{{- .Values.nats.external.url }}
+{{- else }}
+{{- printf "nats://%s:4222" (include "logtally.nats.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Replicas of streams and buckets (-nats.replicas). */}}
+{{- define "logtally.natsReplicas" -}}
+{{- if .Values.nats.external.url }}
+{{- .Values.nats.external.replicas }}
+{{- else }}3{{- end }}
+{{- end }}
+
+{{/*
+Config file of a stage: (dict "root" $ "component" "ingest" "values" .Values.ingest).
+Global `config`, then the stage's `config`, then the settings owned by the chart.
+*/}}
+{{- define "logtally.config" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $cfg := deepCopy (default dict $v.config) }}
+{{- $cfg = mergeOverwrite $cfg (deepCopy (default dict .values.config)) }}
+{{- $owned := dict
+      "http" (dict "addr" (printf ":%d" (int $v.ports.http)))
+      "shutdown" (dict "timeout" (printf "%ds" (int $v.shutdownTimeoutSeconds))) }}
+{{- if eq .component "allinone" }}
+{{- $_ := set $owned "nats" (dict "url" "" "replicas" 1) }}
+{{- $_ := set $owned "data" (dict "dir" "/data") }}
+{{- else }}
+{{- $_ := set $owned "nats" (dict "url" (include "logtally.natsURL" $root) "replicas" (int (include "logtally.natsReplicas" $root))) }}
+{{- end }}
+{{- if or (eq .component "query") (eq .component "allinone") }}
+{{- $_ := set $owned "grpc" (dict "addr" (printf ":%d" (int $v.ports.grpc))) }}
+{{- end }}
+{{- if or (eq .component "ingest") (eq .component "allinone") }}
+{{- $ing := deepCopy (default dict (get $cfg "ingest")) }}
+{{- $_ := set $ing "tcp" (mergeOverwrite (default dict (get $ing "tcp")) (dict "addr" (printf ":%d" (int $v.ports.tcp)))) }}
+{{- $_ := set $ing "syslog" (mergeOverwrite (default dict (get $ing "syslog")) (dict "addr" (printf ":%d" (int $v.ports.syslog)))) }}
+{{- $_ := set $owned "ingest" $ing }}
+{{- end }}
+{{- $cfg = mergeOverwrite $cfg $owned }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Pod anti-affinity by node for a component: (dict "root" $ "component" "x" "mode" "soft|hard|none") */}}
+{{- define "logtally.podAntiAffinity" -}}
+{{- if eq .mode "hard" }}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- include "logtally.selectorLabels" . | nindent 10 }}
+{{- else if eq .mode "soft" }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "logtally.selectorLabels" . | nindent 12 }}
+{{- end }}
+{{- end }}
+
+{{/* Affinity: the user's affinity when set, else the anti-affinity of the mode. */}}
+{{- define "logtally.affinity" -}}
+{{- if .values.affinity }}
+affinity:
+  {{- toYaml .values.affinity | nindent 2 }}
+{{- else if and .values.podAntiAffinity (ne .values.podAntiAffinity "none") }}
+affinity:
+  {{- include "logtally.podAntiAffinity" (dict "root" .root "component" .component "mode" .values.podAntiAffinity) | trim | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Checks of values that the schema cannot express. */}}
+{{- define "logtally.validate" -}}
+{{- $v := .Values }}
+{{- $parts := 32 }}
+{{- with $v.config.parser }}{{ with .partitions }}{{ $parts = int . }}{{ end }}{{ end }}
+{{- if and (not $v.allInOne.enabled) $v.aggregator.autoscaling.enabled (gt (int $v.aggregator.autoscaling.maxReplicas) $parts) }}
+{{- fail (printf "aggregator.autoscaling.maxReplicas (%d) exceeds the %d partitions: extra aggregators would sit idle" (int $v.aggregator.autoscaling.maxReplicas) $parts) }}
+{{- end }}
+{{- if and (not $v.allInOne.enabled) (not $v.aggregator.autoscaling.enabled) (gt (int $v.aggregator.replicaCount) $parts) }}
+{{- fail (printf "aggregator.replicaCount (%d) exceeds the %d partitions" (int $v.aggregator.replicaCount) $parts) }}
+{{- end }}
+{{- range $k := list "shutdown" "nats" "data" }}
+{{- if hasKey (default dict $v.config) $k }}
+{{- fail (printf "config.%s is set by the chart (see shutdownTimeoutSeconds, nats.*, allInOne.persistence)" $k) }}
+{{- end }}
+{{- end }}
+{{- if and (include "logtally.natsInternal" .) (lt (int $v.nats.replicas) 3) }}
+{{- fail "nats.replicas must be at least 3 (a JetStream cluster needs a quorum); use allInOne.enabled for a single node" }}
+{{- end }}
+{{- end }}
