@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -42,6 +43,7 @@ type App struct {
 	listener net.Listener
 	httpSrv  *http.Server
 	group    *service.Group
+	started  atomic.Bool
 
 	Ingest     *ingest.Service
 	Parser     *parser.Service
@@ -81,6 +83,14 @@ func (a *App) Start(ctx context.Context) error {
 	if tlsCfg != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
+	// Not ready until every component has started: before that, routes such
+	// as POST /api/v1/ingest are not registered yet.
+	a.health.Add("startup", func() error {
+		if !a.started.Load() {
+			return errors.New("starting")
+		}
+		return nil
+	})
 	obs.Register(a.mux, a.health, a.reg)
 	a.httpSrv = &http.Server{Handler: a.cfg.API.HTTP(a.mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -152,6 +162,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.group.Start(ctx); err != nil {
 		return err
 	}
+	a.started.Store(true)
 	a.log.Info("logtally started", "target", a.cfg.Target, "http", a.listener.Addr().String(), "instance", id)
 	return nil
 }

@@ -255,17 +255,24 @@ func (bt *batcher) sealLocked(wait bool) bool {
 }
 
 // linger seals b when its linger time is over, unless it was sealed already.
-// It waits for a slot without the lock, so UDP readers never block.
+// It never waits: when every slot is in flight, b stays the open batch and
+// the timer is re-armed. b keeps taking lines until it is full, and then TCP
+// readers wait in sealLocked and UDP datagrams are dropped, so no more than
+// one open batch per source is held beyond the in-flight slots.
 func (bt *batcher) linger(b *batch) {
 	bt.mu.Lock()
+	defer bt.mu.Unlock()
 	if bt.cur != b || bt.closed {
-		bt.mu.Unlock()
 		return
 	}
-	bt.cur = nil
-	bt.s.pending.Add(1)
-	bt.mu.Unlock()
-	bt.waitSlotAndPublish(b)
+	select {
+	case bt.slots <- struct{}{}:
+		bt.cur = nil
+		bt.s.pending.Add(1)
+		go bt.publish(b)
+	default:
+		b.timer.Reset(bt.s.cfg.BatchLinger)
+	}
 }
 
 // flush seals the current batch and refuses further lines (Stop).
