@@ -171,7 +171,7 @@ func (s *Service) Start(ctx context.Context) error {
 		}()
 	}
 
-	s.grpc = grpc.NewServer()
+	s.grpc = grpc.NewServer(s.deps.GRPCOptions...)
 	logtallyv1.RegisterQueryServiceServer(s.grpc, &grpcServer{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
