@@ -14,6 +14,8 @@ type metrics struct {
 	publishFails prometheus.Counter
 	badBatches   prometheus.Counter
 	batchSeconds prometheus.Histogram
+	pending      prometheus.Gauge
+	ackPending   prometheus.Gauge
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -26,6 +28,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		published:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_messages_published_total", Help: "Record batch messages published."}),
 		publishFails: f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_publish_failures_total", Help: "Raw batches whose output could not be published; they are delivered again."}),
 		badBatches:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_bad_batches_total", Help: "Raw messages that were not a RawBatch; kept whole as a dead letter."}),
+		pending:      f.NewGauge(prometheus.GaugeOpts{Name: "logtally_parser_consumer_pending", Help: "Raw batches not yet delivered to any parser (consumer lag of LOGTALLY_RAW/parser)."}),
+		ackPending:   f.NewGauge(prometheus.GaugeOpts{Name: "logtally_parser_consumer_ack_pending", Help: "Raw batches delivered to parsers and not yet acknowledged."}),
 		batchSeconds: f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_parser_batch_seconds", Help: "Time to parse a raw batch and publish its output.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 }

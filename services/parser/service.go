@@ -91,6 +91,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.work(it)
 	}
+	go s.watchLag() // ends with s.ctx, after the workers
 	s.ready.Store(true)
 	if s.deps.Health != nil {
 		s.deps.Health.Add("parser", func() error {
@@ -102,6 +103,25 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.log.Info("parser started", "workers", s.cfg.Workers, "partitions", s.deps.Topology.Partitions)
 	return nil
+}
+
+// watchLag exports the shared consumer's lag every few seconds.
+func (s *Service) watchLag() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+		if info, err := s.cons.Info(ctx); err == nil {
+			s.m.pending.Set(float64(info.NumPending))
+			s.m.ackPending.Set(float64(info.NumAckPending))
+		}
+		cancel()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Stop stops pulling, finishes the batches already received and acks them.
