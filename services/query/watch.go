@@ -78,6 +78,14 @@ func (s *Service) WatchTop(ctx context.Context, spec RangeSpec, n int, send func
 	if n < 1 || n > s.cfg.MaxN {
 		return invalidf("n must be between 1 and %d, got %d", s.cfg.MaxN, n)
 	}
+	return watchLoop(ctx, s, spec, r, func(ctx context.Context, r Range) (TopResult, error) { return s.Top(ctx, r, n) }, sameTop, send)
+}
+
+// watchLoop is the push loop behind WatchTop and the SSE streams: it sends
+// compute's answer at once and again whenever a window of the range changes
+// (the counts watch signals it), at most every MinWatchInterval, re-resolving
+// a relative range when it slides; identical answers are not sent twice.
+func watchLoop[T any](ctx context.Context, s *Service, spec RangeSpec, r Range, compute func(context.Context, Range) (T, error), same func(a, b T) bool, send func(T) error) error {
 	if err := s.checkRange(r); err != nil {
 		return err
 	}
@@ -93,20 +101,20 @@ func (s *Service) WatchTop(ctx context.Context, spec RangeSpec, n int, send func
 	}()
 
 	var (
-		last     TopResult
+		last     T
 		haveLast bool
 		lastSent time.Time
 	)
 	relative := spec.Relative()
 	for {
-		top, err := s.Top(ctx, r, n)
+		ans, err := compute(ctx, r)
 		switch {
 		case err == nil:
-			if !haveLast || !sameTop(last, top) {
-				if err := send(top); err != nil {
+			if !haveLast || !same(last, ans) {
+				if err := send(ans); err != nil {
 					return err
 				}
-				last, haveLast, lastSent = top, true, time.Now()
+				last, haveLast, lastSent = ans, true, time.Now()
 			}
 		case ctx.Err() != nil:
 			return nil
@@ -114,7 +122,7 @@ func (s *Service) WatchTop(ctx context.Context, spec RangeSpec, n int, send func
 			return unavailable("query service is stopping", nil)
 		case errors.Is(err, ErrUnavailable):
 			// Transient: try again shortly.
-			s.log.Warn("watch top: query failed; retrying", "error", err)
+			s.log.Warn("watch: query failed; retrying", "error", err)
 			time.AfterFunc(time.Second, sub.signal)
 		default:
 			return err
