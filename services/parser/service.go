@@ -36,12 +36,14 @@ type Service struct {
 	m    *metrics
 	opts format.Options
 
-	cons   jetstream.Consumer
-	iters  []jetstream.MessagesContext
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
-	ready  atomic.Bool
+	cons     jetstream.Consumer
+	itMu     sync.Mutex
+	iters    []jetstream.MessagesContext
+	stopping bool // set under itMu; no new iterators after it
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	ready    atomic.Bool
 }
 
 // New builds the parser.
@@ -87,9 +89,11 @@ func (s *Service) Start(ctx context.Context) error {
 			s.cancel()
 			return fmt.Errorf("consume %s: %w", topology.RawStream, err)
 		}
+		s.itMu.Lock()
 		s.iters = append(s.iters, it)
+		s.itMu.Unlock()
 		s.wg.Add(1)
-		go s.work(it)
+		go s.work(i)
 	}
 	go s.watchLag() // ends with s.ctx, after the workers
 	s.ready.Store(true)
@@ -130,9 +134,12 @@ func (s *Service) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.ready.Store(false)
+	s.itMu.Lock()
+	s.stopping = true
 	for _, it := range s.iters {
 		it.Drain()
 	}
+	s.itMu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -155,22 +162,34 @@ func (s *Service) Kill() {
 		return
 	}
 	s.cancel()
+	s.itMu.Lock()
+	s.stopping = true
 	for _, it := range s.iters {
 		it.Stop()
 	}
+	s.itMu.Unlock()
 	s.wg.Wait()
 }
 
-func (s *Service) work(it jetstream.MessagesContext) {
+func (s *Service) work(i int) {
 	defer s.wg.Done()
 	w := &worker{s: s, parser: format.New(s.opts), out: make([]columns, s.deps.Topology.Partitions)}
+	s.itMu.Lock()
+	it := s.iters[i]
+	s.itMu.Unlock()
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				s.log.Error("consume raw batches", "error", err)
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
 			}
-			return
+			// After an outage the pull subscription reports missed
+			// heartbeats or other errors; a worker must outlive them.
+			s.log.Warn("consume raw batches; resubscribing", "error", err)
+			if it = s.resubscribe(i, it); it == nil {
+				return
+			}
+			continue
 		}
 		if s.ctx.Err() != nil {
 			return // killed: leave it unacked
@@ -187,6 +206,33 @@ func (s *Service) work(it jetstream.MessagesContext) {
 		}
 		s.m.batches.Inc()
 		s.m.batchSeconds.Observe(time.Since(start).Seconds())
+	}
+}
+
+// resubscribe replaces worker i's iterator after an error, retrying until
+// it works or the service stops (then it returns nil).
+func (s *Service) resubscribe(i int, old jetstream.MessagesContext) jetstream.MessagesContext {
+	old.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+		s.itMu.Lock()
+		if s.stopping {
+			s.itMu.Unlock()
+			return nil
+		}
+		it, err := s.cons.Messages(jetstream.PullMaxMessages(8))
+		if err == nil {
+			s.iters[i] = it
+		}
+		s.itMu.Unlock()
+		if err == nil {
+			return it
+		}
+		s.log.Warn("resubscribe to raw batches", "error", err)
 	}
 }
 

@@ -48,6 +48,7 @@ func newEnv(t *testing.T, parsers, aggs int, extra ...string) *env {
 	e := &env{t: t, bin: Binary(t)}
 	e.cluster = StartCluster(t)
 	urls := e.cluster.URLs()
+	extra = append(append([]string{}, e.cluster.StageFlags...), extra...)
 	e.ingest = StartStage(t, e.bin, "ingest", "ingest", urls, extra...)
 	e.query = StartStage(t, e.bin, "query", "query", urls, extra...)
 	for i := range parsers {
@@ -385,7 +386,7 @@ func TestScaleAggregators(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	for i := 2; i <= 3; i++ {
 		m.Mark(fmt.Sprintf("scale up to %d", i))
-		e.aggs = append(e.aggs, StartStage(t, e.bin, fmt.Sprintf("agg%d", i), "aggregator", urls))
+		e.aggs = append(e.aggs, StartStage(t, e.bin, fmt.Sprintf("agg%d", i), "aggregator", urls, e.cluster.StageFlags...))
 	}
 	waitSplit(t, e.aggs)
 	time.Sleep(2 * time.Second)

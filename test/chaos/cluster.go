@@ -21,6 +21,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logtally/logtally/internal/natstest"
 )
 
 // Node is one nats-server of a Cluster. It keeps its ports and store
@@ -46,6 +48,10 @@ func (n *Node) Server() *server.Server { return n.srv }
 type Cluster struct {
 	mu    sync.Mutex
 	Nodes []*Node
+	// Client credentials and the CA of the nodes' certificates.
+	User, Password, CAFile string
+	// StageFlags connect a logtally process with them.
+	StageFlags []string
 }
 
 // FreePort returns a currently unused loopback TCP port.
@@ -76,7 +82,16 @@ func StartCluster(t testing.TB) *Cluster {
 		clusterPorts[i] = FreePort(t)
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", clusterPorts[i])})
 	}
-	c := &Cluster{}
+	// Clients authenticate and talk TLS, as in production: every stage gets
+	// c.StageFlags. Routes between the nodes stay plain on loopback.
+	certDir := t.TempDir()
+	ca, cert, key := natstest.WriteCerts(t, certDir)
+	tlsCfg, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cert, KeyFile: key, CaFile: ca})
+	if err != nil {
+		t.Fatalf("nats tls: %v", err)
+	}
+	c := &Cluster{CAFile: ca, User: "logtally", Password: "chaos-" + fmt.Sprint(time.Now().UnixNano())}
+	c.StageFlags = []string{"-nats.user=" + c.User, "-nats.password=" + c.Password, "-nats.tls.ca-file=" + c.CAFile}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("n%d", i+1)
 		node := &Node{Name: name, ClientPort: FreePort(t)}
@@ -93,6 +108,10 @@ func StartCluster(t testing.TB) *Cluster {
 			JetStreamMaxStore:  4 << 30,
 			Cluster:            server.ClusterOpts{Name: "logtally-chaos", Host: "127.0.0.1", Port: clusterPorts[i]},
 			Routes:             routes,
+			TLS:                true,
+			TLSConfig:          tlsCfg,
+			Username:           c.User,
+			Password:           c.Password,
 		}
 		c.Nodes = append(c.Nodes, node)
 	}
@@ -230,7 +249,8 @@ func (c *Cluster) Index(name string) int {
 // test ends.
 func (c *Cluster) Connect(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.UserInfo(c.User, c.Password), nats.RootCAs(c.CAFile))
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

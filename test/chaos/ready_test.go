@@ -20,6 +20,7 @@ func TestReadyzMeansServing(t *testing.T) {
 		s.args = append([]string{"-target=ingest", "-nats.url=" + c.URLs(), "-nats.replicas=3",
 			"-http.addr=" + s.HTTPAddr, "-grpc.addr=" + s.GRPCAddr,
 			"-ingest.tcp.addr=" + s.TCPAddr, "-ingest.syslog.addr=" + s.SyslogAddr}, DefaultStageFlags...)
+		s.args = append(s.args, c.StageFlags...)
 		startNoWait(t, s)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
