@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -258,47 +257,8 @@ func (s *Service) TopPrefix(ctx context.Context, r Range, n int, prefix netip.Pr
 	if !prefix.IsValid() {
 		return TopResult{}, invalidf("cidr is not a valid prefix")
 	}
-	if n < 1 || n > s.cfg.MaxN {
-		return TopResult{}, invalidf("n must be between 1 and %d, got %d", s.cfg.MaxN, n)
-	}
-	if err := s.checkRange(r); err != nil {
-		return TopResult{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	perPart, err := s.loadPartitions(ctx, s.decompose(r), -1)
-	if err != nil {
-		return TopResult{}, err
-	}
 	pp := newPackedPrefix(prefix.Masked())
-	tops := make([][]entry, s.partitions)
-	s.parallel(s.partitions, func(p int) {
-		t := newTopK(n)
-		mergeEach(perPart[p], func(e entry) {
-			if pp.contains(&e.addr) {
-				t.add(e)
-			}
-		})
-		tops[p] = t.h
-	})
-	all := slices.Concat(tops...)
-	slices.SortFunc(all, func(a, b entry) int {
-		if better(a, b) {
-			return -1
-		}
-		if better(b, a) {
-			return 1
-		}
-		return 0
-	})
-	if len(all) > n {
-		all = all[:n]
-	}
-	res := TopResult{Range: r, Items: make([]IPCount, len(all))}
-	for i, e := range all {
-		res.Items[i] = IPCount{IP: counts.Unpack(e.addr), Count: e.count}
-	}
-	return res, nil
+	return s.topOf(ctx, r, n, pp.contains)
 }
 
 // TotalSeriesResult is the answer of TotalSeries: the requests of every IP

@@ -58,6 +58,12 @@ type TotalsResult struct {
 
 // Top returns the n IPs with the most requests in r.
 func (s *Service) Top(ctx context.Context, r Range, n int) (TopResult, error) {
+	return s.topOf(ctx, r, n, nil)
+}
+
+// topOf is Top over the IPs that keep accepts (all when keep is nil); the
+// filter applies before each partition's top n is taken, so it stays exact.
+func (s *Service) topOf(ctx context.Context, r Range, n int, keep func(*[counts.AddrLen]byte) bool) (TopResult, error) {
 	if n < 1 || n > s.cfg.MaxN {
 		return TopResult{}, invalidf("n must be between 1 and %d, got %d", s.cfg.MaxN, n)
 	}
@@ -73,7 +79,15 @@ func (s *Service) Top(ctx context.Context, r Range, n int) (TopResult, error) {
 	tops := make([][]entry, s.partitions)
 	s.parallel(s.partitions, func(p int) {
 		t := newTopK(n)
-		mergeEach(perPart[p], t.add)
+		add := t.add
+		if keep != nil {
+			add = func(e entry) {
+				if keep(&e.addr) {
+					t.add(e)
+				}
+			}
+		}
+		mergeEach(perPart[p], add)
 		tops[p] = t.h
 	})
 	all := slices.Concat(tops...)
