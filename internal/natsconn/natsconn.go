@@ -20,6 +20,10 @@ import (
 type Config struct {
 	URL      string `yaml:"url"`
 	Replicas int    `yaml:"replicas"`
+	// PublishTimeout bounds the wait for the acknowledgement of an
+	// asynchronous publish. Without it an ack lost in a leader change
+	// leaves the publisher waiting forever.
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	// Name identifies the connection in the server's monitoring.
 	Name string `yaml:"-"`
 
@@ -37,6 +41,7 @@ type Config struct {
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.URL, "nats.url", "", "NATS server URLs, comma separated; empty runs an embedded server")
 	f.IntVar(&c.Replicas, "nats.replicas", 1, "replicas of every stream and bucket (3 on a 3-node cluster)")
+	f.DurationVar(&c.PublishTimeout, "nats.publish-timeout", 5*time.Second, "longest wait for JetStream to acknowledge a publish before it is retried (parser output, aggregator state)")
 	f.StringVar(&c.User, "nats.user", "", "user name for NATS user/password authentication")
 	f.StringVar(&c.Password, "nats.password", "", "password for NATS user/password authentication (prefer the environment or a file over the command line)")
 	f.StringVar(&c.Token, "nats.token", "", "token for NATS token authentication")
@@ -51,6 +56,9 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 func (c *Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("nats.replicas must be between 1 and 5, got %d", c.Replicas)
+	}
+	if c.PublishTimeout < 0 {
+		return fmt.Errorf("nats.publish-timeout must not be negative, got %s", c.PublishTimeout)
 	}
 	methods := 0
 	for _, set := range []bool{c.User != "" || c.Password != "", c.Token != "", c.NKeySeed != "", c.CredsFile != ""} {
@@ -149,7 +157,11 @@ func Connect(c Config, srv *server.Server, log hclog.Logger) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	timeout := c.PublishTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(timeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream context: %w", err)

@@ -2,6 +2,7 @@ package natsconn
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/logtally/logtally/internal/natstest"
@@ -125,5 +127,37 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (&Config{URL: "nats://x", Replicas: 3, CredsFile: "f", TLSCAFile: "ca"}).Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+// TestPublishTimeout: an acknowledgement that never comes fails the publish
+// after -nats.publish-timeout instead of leaving the caller waiting.
+func TestPublishTimeout(t *testing.T) {
+	srv := natstest.RunBasicJetStreamServer(t)
+	c, err := Connect(Config{URL: srv.ClientURL(), Replicas: 1, PublishTimeout: 200 * time.Millisecond}, nil, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A plain subscriber takes the message and never answers, as a stream
+	// without a leader would.
+	sub, err := c.NC.SubscribeSync("silent.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f, err := c.JS.PublishAsync("silent.x", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.Ok():
+		t.Fatal("acknowledged by nobody")
+	case err := <-f.Err():
+		if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			t.Fatalf("want a publish timeout, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("publish still waiting after 10s")
 	}
 }

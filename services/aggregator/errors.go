@@ -8,4 +8,8 @@ var (
 	ErrFenced = errors.New("state changed by another owner")
 	// ErrBadBatch means a record batch could not be decoded.
 	ErrBadBatch = errors.New("bad record batch")
+
+	// errLateRecords means late records could not be published; the
+	// session restarts so that they are published again.
+	errLateRecords = errors.New("publish late records")
 )

@@ -16,6 +16,7 @@ type metrics struct {
 	flushSeconds prometheus.Histogram
 	fenced       prometheus.Counter
 	restarts     prometheus.Counter
+	flushRetries prometheus.Counter
 	owned        *prometheus.GaugeVec
 	pending      *prometheus.GaugeVec
 	watermark    *prometheus.GaugeVec
@@ -36,6 +37,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		flushSeconds: f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_aggregator_flush_seconds", Help: "Time to write a partition's dirty windows and checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		fenced:       f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_fenced_total", Help: "Flushes refused because another owner wrote the state (compare-and-swap lost)."}),
 		restarts:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_partition_restarts_total", Help: "Partition sessions restarted from the checkpoint after an error."}),
+		flushRetries: f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_flush_retries_total", Help: "Flushes that failed transiently (timeout, lost connection) and were tried again with the state kept in memory."}),
 		owned:        f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_aggregator_partition_owned", Help: "1 for each partition this instance owns.", ConstLabels: nil}, []string{"partition", "owner"}),
 		pending:      f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_aggregator_consumer_pending", Help: "Messages of the partition not yet delivered to this owner."}, []string{"partition"}),
 		watermark:    f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_aggregator_watermark_seconds", Help: "Event-time watermark of the partition at its last checkpoint."}, []string{"partition"}),

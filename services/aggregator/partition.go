@@ -41,12 +41,13 @@ type partition struct {
 	wm    int64  // event-time watermark, unix ms
 	cpRev uint64 // revision of the checkpoint key
 
-	windows map[windowKey]*window
-	last    []*window // per resolution: the window of the previous record
-	lastKey []windowKey
-	late    []jetstream.PubAckFuture
-	flushes int
-	scratch batch
+	windows  map[windowKey]*window
+	last     []*window // per resolution: the window of the previous record
+	lastKey  []windowKey
+	late     []jetstream.PubAckFuture
+	flushes  int
+	failures int // consecutive failed flushes
+	scratch  batch
 }
 
 func checkpointKey(p int) string { return "cp." + strconv.Itoa(p) }
@@ -128,10 +129,10 @@ func (pt *partition) session(ctx context.Context, release <-chan struct{}) error
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-release:
-			return pt.flush(ctx)
+			return pt.finalFlush(ctx)
 		case err := <-errc:
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return pt.flush(ctx)
+				return pt.finalFlush(ctx)
 			}
 			return fmt.Errorf("consume partition %d: %w", pt.p, err)
 		case m := <-msgs:
@@ -139,11 +140,70 @@ func (pt *partition) session(ctx context.Context, release <-chan struct{}) error
 				return err
 			}
 		case <-tick.C:
-			if err := pt.flush(ctx); err != nil {
+			if err := pt.flushOrRetry(ctx); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// maxFlushFailures is how long (in consecutive failed flushes) a partition
+// keeps its in-memory state before it starts over from the checkpoint.
+const maxFlushFailures = 150
+
+// flushOrRetry flushes and keeps the session on a transient failure (a
+// timeout or a lost connection while a stream elects a leader): the dirty
+// windows stay in memory and the next tick writes them again with the same
+// expected revisions. That is safe because a write that did land after all
+// makes the retry fail its compare-and-swap, which restarts the session from
+// the checkpoint. Restarting on every hiccup instead would re-read every
+// window of the partition and replay from the checkpoint, which is what made
+// recovery after a NATS node loss slow.
+func (pt *partition) flushOrRetry(ctx context.Context) error {
+	err := pt.flush(ctx)
+	if err == nil {
+		if pt.failures > 0 {
+			pt.s.log.Info("partition flush recovered", "partition", pt.p, "failed_flushes", pt.failures)
+		}
+		pt.failures = 0
+		return nil
+	}
+	if !retryable(err) || ctx.Err() != nil || pt.failures+1 >= maxFlushFailures {
+		return err
+	}
+	pt.failures++
+	pt.s.m.flushRetries.Inc()
+	if pt.failures == 1 || pt.failures%25 == 0 {
+		pt.s.log.Warn("partition flush failed; keeping state and retrying", "partition", pt.p, "failed_flushes", pt.failures, "error", err)
+	}
+	return nil
+}
+
+// finalFlush flushes before the partition is handed over, retrying
+// transient failures until it works or ctx (the shutdown grace) ends; what
+// is not flushed then is replayed by the next owner from the checkpoint.
+func (pt *partition) finalFlush(ctx context.Context) error {
+	for {
+		err := pt.flush(ctx)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		pt.s.m.flushRetries.Inc()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pt.s.cfg.FlushInterval):
+		}
+	}
+}
+
+// retryable tells whether a failed flush may be tried again with the same
+// in-memory state: not after losing a compare-and-swap, and not after late
+// records could not be published (their futures are spent; a restart
+// publishes them again under the same message IDs).
+func retryable(err error) bool {
+	return !errors.Is(err, ErrFenced) && !errors.Is(err, errLateRecords) &&
+		!errors.Is(err, context.Canceled)
 }
 
 func (pt *partition) loadCheckpoint(ctx context.Context) error {
@@ -316,7 +376,7 @@ func (pt *partition) publishLate(seq uint64, addrs []byte, times []int64) error 
 func (pt *partition) flush(ctx context.Context) error {
 	start := time.Now()
 	if err := waitAll(ctx, pt.late); err != nil {
-		return fmt.Errorf("late records of partition %d: %w", pt.p, err)
+		return fmt.Errorf("%w of partition %d: %w", errLateRecords, pt.p, err)
 	}
 	pt.late = pt.late[:0]
 
