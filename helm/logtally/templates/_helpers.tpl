@@ -68,12 +68,12 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- printf "%s-nats-headless" (include "logtally.fullname" .) }}
 {{- end }}
 
-{{/* Client URL(s) of NATS for the stages. */}}
+{{/* Client URL(s) of NATS for the stages (tls:// with nats.tls on the chart's NATS). */}}
 {{- define "logtally.natsURL" -}}
 {{- if .Values.nats.external.url }}
 {{- .Values.nats.external.url }}
 {{- else }}
-{{- printf "nats://%s:4222" (include "logtally.nats.fullname" .) }}
+{{- printf "%s://%s:4222" (ternary "tls" "nats" (and .Values.nats.tls.enabled true)) (include "logtally.nats.fullname" .) }}
 {{- end }}
 {{- end }}
 
@@ -111,6 +111,7 @@ Global `config`, then the stage's `config`, then the settings owned by the chart
 {{- $_ := set $ing "syslog" (mergeOverwrite (default dict (get $ing "syslog")) (dict "addr" (printf ":%d" (int $v.ports.syslog)))) }}
 {{- $_ := set $owned "ingest" $ing }}
 {{- end }}
+{{- $owned = mergeOverwrite $owned (include "logtally.securityConfig" . | fromJson) }}
 {{- $cfg = mergeOverwrite $cfg $owned }}
 {{- toYaml $cfg }}
 {{- end }}
@@ -166,4 +167,5 @@ affinity:
 {{- if and (include "logtally.natsInternal" .) (lt (int $v.nats.replicas) 3) }}
 {{- fail "nats.replicas must be at least 3 (a JetStream cluster needs a quorum); use allInOne.enabled for a single node" }}
 {{- end }}
+{{- include "logtally.validateSecurity" . }}
 {{- end }}

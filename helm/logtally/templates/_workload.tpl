@@ -38,6 +38,7 @@ data:
 {{- $root := .root }}
 {{- $v := .values }}
 {{- $ports := get (include "logtally.ports" $root | fromJson).ports .component }}
+{{- $sec := include "logtally.securityVolumes" . | fromJson }}
 metadata:
   labels:
     {{- include "logtally.labels" . | nindent 4 }}
@@ -46,6 +47,9 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include "logtally.config" . | sha256sum }}
+    {{- with include "logtally.secretsChecksum" (dict "root" $root "files" (list "api-auth-secret.yaml" "nats-auth-secret.yaml")) }}
+    checksum/secrets: {{ . }}
+    {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -87,7 +91,8 @@ spec:
         {{- range $v.extraArgs }}
         - {{ . | quote }}
         {{- end }}
-      {{- $env := concat (default list $root.Values.env) (default list $v.env) }}
+      {{- /* secretKeyRef variables first: env and <stage>.env may override them */}}
+      {{- $env := concat (include "logtally.securityEnv" . | fromJson).env (default list $root.Values.env) (default list $v.env) }}
       {{- with $env }}
       env:
         {{- toYaml . | nindent 8 }}
@@ -99,14 +104,10 @@ spec:
           protocol: {{ .protocol }}
         {{- end }}
       readinessProbe:
-        httpGet:
-          path: /readyz
-          port: http
+        {{- include "logtally.probeHandler" (dict "root" $root "path" "/readyz") | trim | nindent 8 }}
         {{- toYaml $root.Values.probes.readiness | nindent 8 }}
       livenessProbe:
-        httpGet:
-          path: /healthz
-          port: http
+        {{- include "logtally.probeHandler" (dict "root" $root "path" "/healthz") | trim | nindent 8 }}
         {{- toYaml $root.Values.probes.liveness | nindent 8 }}
       resources:
         {{- toYaml $v.resources | nindent 8 }}
@@ -120,6 +121,9 @@ spec:
         - name: data
           mountPath: /data
         {{- end }}
+        {{- with $sec.mounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -132,6 +136,9 @@ spec:
       {{- else }}
       emptyDir: {}
       {{- end }}
+    {{- end }}
+    {{- with $sec.volumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end }}
 
@@ -273,5 +280,27 @@ spec:
       path: /metrics
       interval: {{ $sm.interval }}
       scrapeTimeout: {{ $sm.scrapeTimeout }}
+      {{- $v := .root.Values }}
+      {{- if ne .component "nats" }}
+      {{- if $v.api.tls.enabled }}
+      scheme: https
+      {{- $svc := ternary (include "logtally.fullname" .root) (printf "%s-%s" (include "logtally.fullname" .root) .component) (eq .component "allinone") }}
+      {{- $tls := dict "serverName" (printf "%s.%s.svc" $svc .root.Release.Namespace) }}
+      {{- if $v.api.tls.caKey }}
+      {{- $_ := set $tls "ca" (dict "secret" (dict "name" $v.api.tls.secretName "key" $v.api.tls.caKey)) }}
+      {{- else }}
+      {{- $_ := set $tls "insecureSkipVerify" true }}
+      {{- end }}
+      tlsConfig:
+        {{- mergeOverwrite $tls (deepCopy (default dict $sm.tlsConfig)) | toYaml | nindent 8 }}
+      {{- end }}
+      {{- if $v.api.auth.protectMetrics }}
+      authorization:
+        type: Bearer
+        credentials:
+          name: {{ include "logtally.apiAuth.secretName" .root }}
+          key: {{ include "logtally.apiAuth.queryKey" .root }}
+      {{- end }}
+      {{- end }}
 {{- end }}
 {{- end }}
