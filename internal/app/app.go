@@ -92,7 +92,7 @@ func (a *App) Start(ctx context.Context) error {
 		return nil
 	})
 	obs.Register(a.mux, a.health, a.reg)
-	a.httpSrv = &http.Server{Handler: a.cfg.API.HTTP(a.mux), ReadHeaderTimeout: 10 * time.Second}
+	a.httpSrv = &http.Server{Handler: a.cfg.API.HTTP(a.startingHandler()), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.httpSrv.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server", "error", err)
@@ -165,6 +165,24 @@ func (a *App) Start(ctx context.Context) error {
 	a.started.Store(true)
 	a.log.Info("logtally started", "target", a.cfg.Target, "http", a.listener.Addr().String(), "instance", id)
 	return nil
+}
+
+// startingHandler serves the mux, but while the components are starting a
+// path that is not registered yet (POST /api/v1/ingest before ingest has
+// started) answers 503 with Retry-After instead of 404: a client that
+// retries on 503, as load balancers and log shippers do, must not see the
+// route as missing. /healthz, /readyz and /metrics are served throughout.
+func (a *App) startingHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.started.Load() {
+			if _, pattern := a.mux.Handler(r); pattern == "" {
+				w.Header().Set("Retry-After", "1")
+				obs.WriteError(w, http.StatusServiceUnavailable, "logtally is starting")
+				return
+			}
+		}
+		a.mux.ServeHTTP(w, r)
+	})
 }
 
 // instanceID names this process uniquely among all replicas and restarts:
