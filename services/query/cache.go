@@ -63,24 +63,37 @@ type cacheKey struct {
 	rev   uint64
 }
 
+// slot is a window key without its revision.
+type slot struct {
+	res   int
+	start int64
+	part  int
+}
+
+func (k cacheKey) slot() slot { return slot{res: k.res, start: k.start, part: k.part} }
+
 type cacheItem struct {
 	key cacheKey
 	w   *window
 }
 
 // lru is a byte-bounded LRU cache of decoded windows. Values of a given
-// key+revision never change, so entries need no invalidation: a newer
-// revision is a different key and the old one ages out.
+// key+revision never change, so entries need no invalidation. It holds at
+// most one revision per key, the newest it has seen: queries ask for the
+// revision the index holds, which only moves forward, so an older revision
+// is dead weight. (Keeping them until LRU pressure pushed them out filled
+// the whole bound with superseded windows under steady load.)
 type lru struct {
-	mu    sync.Mutex
-	max   int64
-	bytes int64
-	ll    *list.List
-	items map[cacheKey]*list.Element
+	mu     sync.Mutex
+	max    int64
+	bytes  int64
+	ll     *list.List
+	items  map[cacheKey]*list.Element
+	newest map[slot]*list.Element
 }
 
 func newLRU(maxBytes int64) *lru {
-	return &lru{max: maxBytes, ll: list.New(), items: map[cacheKey]*list.Element{}}
+	return &lru{max: maxBytes, ll: list.New(), items: map[cacheKey]*list.Element{}, newest: map[slot]*list.Element{}}
 }
 
 func (c *lru) get(k cacheKey) (*window, bool) {
@@ -105,15 +118,29 @@ func (c *lru) add(k cacheKey, w *window) {
 		c.ll.MoveToFront(el)
 		return
 	}
-	c.items[k] = c.ll.PushFront(&cacheItem{key: k, w: w})
+	if el, ok := c.newest[k.slot()]; ok {
+		if el.Value.(*cacheItem).key.rev > k.rev {
+			return // a slow fetch of a revision already superseded
+		}
+		c.remove(el)
+	}
+	el := c.ll.PushFront(&cacheItem{key: k, w: w})
+	c.items[k] = el
+	c.newest[k.slot()] = el
 	c.bytes += sz
 	for c.bytes > c.max {
-		el := c.ll.Back()
-		it := el.Value.(*cacheItem)
-		c.ll.Remove(el)
-		delete(c.items, it.key)
-		c.bytes -= it.w.size()
+		c.remove(c.ll.Back())
 	}
+}
+
+func (c *lru) remove(el *list.Element) {
+	it := el.Value.(*cacheItem)
+	c.ll.Remove(el)
+	delete(c.items, it.key)
+	if c.newest[it.key.slot()] == el {
+		delete(c.newest, it.key.slot())
+	}
+	c.bytes -= it.w.size()
 }
 
 // stats returns the number of entries and their estimated bytes.

@@ -71,15 +71,48 @@ func TestParseRange(t *testing.T) {
 func TestLRUBound(t *testing.T) {
 	c := newLRU(1000)
 	w := &window{entries: make([]entry, 20)} // 576 bytes
-	c.add(cacheKey{rev: 1}, w)
-	c.add(cacheKey{rev: 2}, w)
-	if _, ok := c.get(cacheKey{rev: 1}); ok {
+	c.add(cacheKey{part: 1, rev: 1}, w)
+	c.add(cacheKey{part: 2, rev: 2}, w)
+	if _, ok := c.get(cacheKey{part: 1, rev: 1}); ok {
 		t.Fatal("oldest not evicted")
 	}
-	if _, ok := c.get(cacheKey{rev: 2}); !ok {
+	if _, ok := c.get(cacheKey{part: 2, rev: 2}); !ok {
 		t.Fatal("newest evicted")
 	}
 	if n, b := c.stats(); n != 1 || b > 1000 {
 		t.Fatalf("%d entries, %d bytes", n, b)
+	}
+}
+
+// TestLRUKeepsNewestRevision: a newer revision of a key replaces the older
+// one at once, and a late add of an older revision is ignored, so steady
+// writes to the same keys do not fill the cache with superseded windows.
+func TestLRUKeepsNewestRevision(t *testing.T) {
+	c := newLRU(1 << 20)
+	w := &window{entries: make([]entry, 4)}
+	for rev := uint64(1); rev <= 1000; rev++ {
+		c.add(cacheKey{res: 0, start: 60, part: 3, rev: rev}, w)
+		c.add(cacheKey{res: 1, start: 3600, part: 3, rev: rev + 5000}, w)
+	}
+	if n, b := c.stats(); n != 2 || b != 2*w.size() {
+		t.Fatalf("%d entries, %d bytes; want 2 entries", n, b)
+	}
+	c.add(cacheKey{res: 0, start: 60, part: 3, rev: 999}, w)
+	if _, ok := c.get(cacheKey{res: 0, start: 60, part: 3, rev: 999}); ok {
+		t.Fatal("an older revision replaced the newest")
+	}
+	if _, ok := c.get(cacheKey{res: 0, start: 60, part: 3, rev: 1000}); !ok {
+		t.Fatal("newest revision lost")
+	}
+	// Evicting by size also forgets the key's newest-revision entry.
+	small := newLRU(w.size())
+	small.add(cacheKey{part: 1, rev: 1}, w)
+	small.add(cacheKey{part: 2, rev: 2}, w)
+	small.add(cacheKey{part: 1, rev: 3}, w)
+	if n, _ := small.stats(); n != 1 {
+		t.Fatalf("%d entries in a cache with room for one", n)
+	}
+	if len(small.newest) != len(small.items) {
+		t.Fatalf("newest index has %d entries, cache %d", len(small.newest), len(small.items))
 	}
 }
