@@ -277,14 +277,19 @@ func TestNATSCluster(t *testing.T) {
 		if Get(ps, "affinity", "podAntiAffinity") == nil {
 			t.Errorf("%s: NATS has no pod anti-affinity", r)
 		}
-		// Every stage connects to the client Service at R3.
+		// Every stage connects to the client Service at R3 (tls:// when the
+		// server requires TLS).
 		client := find(objs, "Service", name)
 		if client == nil {
 			t.Fatalf("%s: NATS client Service %q missing", r, name)
 		}
+		scheme := "nats"
+		if strings.Contains(conf, "\ntls {") {
+			scheme = "tls"
+		}
 		for _, s := range stages {
 			cfg := flat(stageConfig(t, objs, byComponent(objs, "Deployment", s)))
-			if cfg["nats.url"] != fmt.Sprintf("nats://%s:4222", name) || cfg["nats.replicas"] != "3" {
+			if cfg["nats.url"] != fmt.Sprintf("%s://%s:4222", scheme, name) || cfg["nats.replicas"] != "3" {
 				t.Errorf("%s: %s nats.url %q nats.replicas %q", r, s, cfg["nats.url"], cfg["nats.replicas"])
 			}
 		}
@@ -387,13 +392,33 @@ func TestProbesAndGracePeriod(t *testing.T) {
 		for _, d := range logtallyDeployments(objs) {
 			ps := podSpec(d)
 			c := Get(ps, "containers", 0)
+			cfg := flat(stageConfig(t, objs, d))
 			for probe, path := range map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+				// Mutual TLS on the API: the kubelet has no client certificate,
+				// so the probes only check that the port accepts connections.
+				if cfg["api.tls.client-ca-file"] != "" {
+					port, _, ok := containerPort(ps, Get(c, probe, "tcpSocket", "port"))
+					if Get(c, probe, "httpGet") != nil || !ok || port != 8080 {
+						t.Errorf("%s: %s %s with mutual TLS: want a tcpSocket check of 8080, got %v", r, d.Key(), probe, Get(c, probe))
+					}
+					continue
+				}
 				port, _, ok := containerPort(ps, Get(c, probe, "httpGet", "port"))
 				if got := str(Get(c, probe, "httpGet", "path")); got != path || !ok || port != 8080 {
 					t.Errorf("%s: %s %s = %s on %d, want %s on 8080", r, d.Key(), probe, got, port, path)
 				}
+				// HTTPS exactly when the binary serves TLS (-api.tls.cert-file).
+				scheme, want := str(Get(c, probe, "httpGet", "scheme")), "HTTP"
+				if scheme == "" {
+					scheme = "HTTP"
+				}
+				if cfg["api.tls.cert-file"] != "" {
+					want = "HTTPS"
+				}
+				if scheme != want {
+					t.Errorf("%s: %s %s scheme %s, want %s", r, d.Key(), probe, scheme, want)
+				}
 			}
-			cfg := flat(stageConfig(t, objs, d))
 			timeout, err := time.ParseDuration(cfg["shutdown.timeout"])
 			if err != nil {
 				t.Fatalf("%s: %s shutdown.timeout: %v", r, d.Key(), err)

@@ -8,6 +8,11 @@
 //   - the tests (go test ./...) check the rendered chart: stages, ports, probes,
 //     hardening, NATS routes, all-in-one mode and the config keys against the
 //     binary's flags. They read what the script rendered (CHARTCHECK_DIR).
+//     security_test.go checks the security values (Secrets referenced, never
+//     in ConfigMaps; files from read-only Secret volumes; probes and helm test
+//     matching the API's TLS), also on renders of its own (helm from PATH);
+//     e2e_test.go runs the rendered NATS and stages locally with every
+//     security option on, and the helm test pod's script against them.
 //
 // It is a module of its own so that the main module does not depend on YAML
 // and Kubernetes helpers it does not use.
