@@ -50,8 +50,11 @@ type Cluster struct {
 	Nodes []*Node
 	// Client credentials and the CA of the nodes' certificates.
 	User, Password, CAFile string
-	// StageFlags connect a logtally process with them.
+	// StageFlags and StageEnv connect a logtally process with them; the
+	// password travels in the environment, not on the command line, where
+	// every user of the machine could read it.
 	StageFlags []string
+	StageEnv   []string
 }
 
 // FreePort returns a currently unused loopback TCP port.
@@ -91,7 +94,8 @@ func StartCluster(t testing.TB) *Cluster {
 		t.Fatalf("nats tls: %v", err)
 	}
 	c := &Cluster{CAFile: ca, User: "logtally", Password: "chaos-" + fmt.Sprint(time.Now().UnixNano())}
-	c.StageFlags = []string{"-nats.user=" + c.User, "-nats.password=" + c.Password, "-nats.tls.ca-file=" + c.CAFile}
+	c.StageFlags = []string{"-nats.user=" + c.User, "-nats.tls.ca-file=" + c.CAFile}
+	c.StageEnv = []string{"LOGTALLY_NATS_PASSWORD=" + c.Password}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("n%d", i+1)
 		node := &Node{Name: name, ClientPort: FreePort(t)}

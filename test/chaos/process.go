@@ -97,6 +97,7 @@ type Stage struct {
 
 	bin  string
 	args []string
+	env  []string
 	t    testing.TB
 
 	mu       sync.Mutex
@@ -111,10 +112,17 @@ type Stage struct {
 // waits until /readyz answers 200. extra flags come after the defaults.
 func StartStage(t testing.TB, bin, name, target, natsURLs string, extra ...string) *Stage {
 	t.Helper()
+	return StartStageEnv(t, bin, name, target, natsURLs, nil, extra...)
+}
+
+// StartStageEnv is StartStage with environment variables (NAME=value) added
+// to the process's environment, e.g. Cluster.StageEnv.
+func StartStageEnv(t testing.TB, bin, name, target, natsURLs string, env []string, extra ...string) *Stage {
+	t.Helper()
 	s := &Stage{
-		Name: name, Target: target, bin: bin, t: t,
+		Name: name, Target: target, bin: bin, t: t, env: env,
 		HTTPAddr: FreeAddr(t), GRPCAddr: FreeAddr(t), TCPAddr: FreeAddr(t), SyslogAddr: FreeAddr(t),
-		LogPath: filepath.Join(t.TempDir(), name+".log"),
+		LogPath: filepath.Join(logDir(t), name+".log"),
 		Grace:   30 * time.Second,
 	}
 	s.args = []string{
@@ -147,6 +155,20 @@ func StartStage(t testing.TB, bin, name, target, natsURLs string, extra ...strin
 	return s
 }
 
+// logDir is where stage logs go: a directory of the test's, removed after
+// it, or LOGTALLY_CHAOS_LOG_DIR/<test> to keep them for a look afterwards.
+func logDir(t testing.TB) string {
+	keep := os.Getenv("LOGTALLY_CHAOS_LOG_DIR")
+	if keep == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // Base is the stage's HTTP base URL.
 func (s *Stage) Base() string { return "http://" + s.HTTPAddr }
 
@@ -174,7 +196,7 @@ func (s *Stage) launch(t testing.TB) {
 	fmt.Fprintf(f, "=== chaos: start #%d at %s: %s %s\n", s.starts, time.Now().Format(time.RFC3339Nano), s.bin, strings.Join(s.args, " "))
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), s.env...)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		s.mu.Unlock()

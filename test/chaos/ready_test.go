@@ -16,7 +16,7 @@ func TestReadyzMeansServing(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		s := &Stage{Name: "ingest", Target: "ingest", bin: bin, t: t,
 			HTTPAddr: FreeAddr(t), GRPCAddr: FreeAddr(t), TCPAddr: FreeAddr(t), SyslogAddr: FreeAddr(t),
-			LogPath: t.TempDir() + "/ingest.log", Grace: 30 * time.Second}
+			LogPath: t.TempDir() + "/ingest.log", Grace: 30 * time.Second, env: c.StageEnv}
 		s.args = append([]string{"-target=ingest", "-nats.url=" + c.URLs(), "-nats.replicas=3",
 			"-http.addr=" + s.HTTPAddr, "-grpc.addr=" + s.GRPCAddr,
 			"-ingest.tcp.addr=" + s.TCPAddr, "-ingest.syslog.addr=" + s.SyslogAddr}, DefaultStageFlags...)
