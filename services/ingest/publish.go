@@ -31,13 +31,7 @@ func (s *Service) nextMsgID(source string) string {
 }
 
 // publishBatch encodes m (label is the source label of the metrics) and
-// publishes it until JetStream acknowledges it or ctx ends. id is the
-// batch's Nats-Msg-Id; "" takes the next one of the instance counter.
-// Every attempt carries the same Nats-Msg-Id, so a batch whose ack was lost
-// is stored once. dup reports that JetStream acknowledged the batch as a
-// duplicate: it held a message with this ID already (stored by an earlier
-// attempt whose ack was lost, or, for an HTTP Idempotency-Key, by an
-// earlier request).
+// publishes it with publishData.
 func (s *Service) publishBatch(ctx context.Context, id, source, label, subject string, m *logtallyv1.RawBatch) (dup bool, err error) {
 	if id == "" {
 		id = s.nextMsgID(source)
@@ -45,6 +39,20 @@ func (s *Service) publishBatch(ctx context.Context, id, source, label, subject s
 	data, err := proto.Marshal(m)
 	if err != nil {
 		return false, fmt.Errorf("encode batch %s: %w", id, err)
+	}
+	return s.publishData(ctx, id, source, label, subject, data, len(m.Lines)+len(m.Oversized))
+}
+
+// publishData publishes an encoded RawBatch of entries lines until
+// JetStream acknowledges it or ctx ends. id is the batch's Nats-Msg-Id; ""
+// takes the next one of the instance counter. Every attempt carries the
+// same Nats-Msg-Id, so a batch whose ack was lost is stored once. dup
+// reports that JetStream acknowledged the batch as a duplicate: it held a
+// message with this ID already (stored by an earlier attempt whose ack was
+// lost, or, for an HTTP Idempotency-Key, by an earlier request).
+func (s *Service) publishData(ctx context.Context, id, source, label, subject string, data []byte, entries int) (dup bool, err error) {
+	if id == "" {
+		id = s.nextMsgID(source)
 	}
 	s.m.batchesInFlight.Inc()
 	defer s.m.batchesInFlight.Dec()
@@ -61,7 +69,7 @@ func (s *Service) publishBatch(ctx context.Context, id, source, label, subject s
 			}
 			s.m.publishLatency.Observe(time.Since(t0).Seconds())
 			s.m.batches.WithLabelValues(label).Inc()
-			s.m.batchLines.Observe(float64(len(m.Lines) + len(m.Oversized)))
+			s.m.batchLines.Observe(float64(entries))
 			if s.failing.CompareAndSwap(true, false) {
 				s.log.Info("publishing to jetstream recovered", "batch", id, "attempts", attempt+1)
 			}
