@@ -229,21 +229,30 @@ func readOctetCount(br *bufio.Reader) (head []byte, n int, err error) {
 
 // readFrame reads an n-byte octet-counted message and emits it without
 // trailing newlines; a newline inside the message stays. An empty frame
-// ("0 ", or only newlines) is emitted as an empty line.
+// ("0 ", or only newlines) is emitted as an empty line. A frame over
+// maxLine is emitted as oversized (with the length its count declares) as
+// soon as its prefix is read, before the rest is skipped; a frame that the
+// end of the stream cuts short is emitted with what arrived, as newline
+// framing keeps an unterminated last line. Neither is dropped silently
+// (say "999999999 <13>msg" and EOF).
 func readFrame(br *bufio.Reader, n, maxLine int, h lineHandler) error {
 	if n > maxLine {
 		prefix := make([]byte, min(n, oversizedPrefix))
-		if _, err := io.ReadFull(br, prefix); err != nil {
+		k, err := io.ReadFull(br, prefix)
+		if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			h.oversized(prefix[:k], uint64(n))
+		}
+		if err != nil {
 			return err
 		}
-		if _, err := br.Discard(n - len(prefix)); err != nil {
-			return err
-		}
-		h.oversized(prefix, uint64(n))
-		return nil
+		_, err = br.Discard(n - k)
+		return err
 	}
 	p, err := br.Peek(n)
 	if err != nil {
+		if errors.Is(err, io.EOF) && len(p) > 0 {
+			emit(h, trimNewlines(p), maxLine)
+		}
 		return err
 	}
 	emit(h, trimNewlines(p), maxLine)
