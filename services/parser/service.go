@@ -245,6 +245,13 @@ type worker struct {
 	futs   []jetstream.PubAckFuture
 }
 
+// maxUnacked bounds the output messages of one raw batch that a worker has
+// published and not yet seen acknowledged. A batch of tiny bad lines turns
+// into one dead letter per line (87k for 256 KiB of "x\n"); holding every
+// future until the end cost about 1 KB per line and stayed referenced after
+// the batch.
+const maxUnacked = 1024
+
 type deadLetter struct {
 	line   []byte
 	length int
@@ -262,7 +269,10 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 	seq := meta.Sequence.Stream
 	id := "r" + strconv.FormatUint(seq, 10)
 	rb := &w.raw
-	w.dead = w.dead[:0]
+	// Nothing of this batch may stay referenced by the worker afterwards:
+	// the dead letters and raw lines alias the message, the futures hold
+	// the published messages.
+	defer w.release()
 	if err := decodeRaw(m.Data(), rb); err != nil {
 		w.s.m.badBatches.Inc()
 		w.dead = append(w.dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, err), code: "not_raw_batch"})
@@ -302,14 +312,14 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 		w.out[p].deadLetters = uint64(len(w.dead))
 	}
 
-	w.futs = w.futs[:0]
-	records := 0
+	records, parts := 0, 0
 	for p := range w.out {
 		c := &w.out[p]
 		if !c.used {
 			continue
 		}
 		records += len(c.times)
+		parts++
 		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), c.encode(seq, rb.receivedMS), jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
 		if err != nil {
 			return fmt.Errorf("publish partition %d of %s: %w", p, id, err)
@@ -334,7 +344,31 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 			return fmt.Errorf("publish dead letter of %s: %w", id, err)
 		}
 		w.futs = append(w.futs, fut)
+		if len(w.futs) >= maxUnacked {
+			if err := w.waitAcks(ctx, id); err != nil {
+				return err
+			}
+		}
 	}
+	if err := w.waitAcks(ctx, id); err != nil {
+		return err
+	}
+	w.s.m.lines.Add(float64(len(rb.lines) + len(rb.oversized)))
+	w.s.m.records.Add(float64(records))
+	w.s.m.published.Add(float64(parts))
+	for _, d := range w.dead {
+		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
+	}
+	return nil
+}
+
+// waitAcks waits until JetStream acknowledged every future in w.futs and
+// empties it.
+func (w *worker) waitAcks(ctx context.Context, id string) error {
+	defer func() {
+		clear(w.futs)
+		w.futs = w.futs[:0]
+	}()
 	for _, fut := range w.futs {
 		select {
 		case <-fut.Ok():
@@ -344,13 +378,17 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 			return ctx.Err()
 		}
 	}
-	w.s.m.lines.Add(float64(len(rb.lines) + len(rb.oversized)))
-	w.s.m.records.Add(float64(records))
-	w.s.m.published.Add(float64(len(w.futs) - len(w.dead)))
-	for _, d := range w.dead {
-		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
-	}
 	return nil
+}
+
+// release drops the worker's references into the last raw batch.
+func (w *worker) release() {
+	clear(w.futs)
+	w.futs = w.futs[:0]
+	clear(w.dead)
+	w.dead = w.dead[:0]
+	clear(w.raw.lines)
+	clear(w.raw.oversized)
 }
 
 // subjectToken keeps a source name usable as one subject token.
