@@ -39,9 +39,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/service"
@@ -314,9 +316,10 @@ func (s *Service) observe(op, transport string, start time.Time, err error) {
 	outcome := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrInvalidArgument):
+	// gRPC handlers pass the status error they return (toStatus).
+	case errors.Is(err, ErrInvalidArgument), status.Code(err) == codes.InvalidArgument:
 		outcome = "invalid"
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, ErrUnavailable), status.Code(err) == codes.Unavailable:
 		outcome = "unavailable"
 	default:
 		outcome = "error"
