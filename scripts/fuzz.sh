@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run every fuzz target of the repository for FUZZTIME (default 30s) each.
 # Targets are discovered with grep (`func FuzzXxx(` in *_test.go), so new ones
-# are picked up without editing this script.
+# are picked up without editing this script; the ones listed in `required`
+# must be found in a run over the whole repo, so that a rename cannot drop
+# one silently.
 #   FUZZTIME=10s scripts/fuzz.sh [dir ...]    (default dir: the whole repo)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -22,6 +24,27 @@ mapfile -t targets < <(
 if ((${#targets[@]} == 0)); then
 	echo "no fuzz targets found"
 	exit 0
+fi
+
+# package dir and target that must exist
+required=(
+	"./services/ingest FuzzScanLines"
+	"./services/ingest FuzzScanSyslog"
+	"./services/ingest FuzzHTTPIngestBody" # plain and gzip ingest bodies against a decoding oracle
+	"./services/parser/format FuzzParse"
+	"./services/query FuzzParseRange"
+)
+if (($# == 0)); then
+	for r in "${required[@]}"; do
+		found=0
+		for t in "${targets[@]}"; do
+			[[ ./${t#./} == "$r" ]] && found=1
+		done
+		if ((!found)); then
+			echo "fuzz target ${r#* } (${r% *}) not found" >&2
+			exit 1
+		fi
+	done
 fi
 
 echo "${#targets[@]} fuzz targets, ${FUZZTIME} each"
