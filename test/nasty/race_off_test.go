@@ -1,0 +1,5 @@
+//go:build !race
+
+package nasty
+
+const raceEnabled = false
