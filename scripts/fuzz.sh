@@ -33,6 +33,7 @@ required=(
 	"./services/ingest FuzzHTTPIngestBody" # plain and gzip ingest bodies against a decoding oracle
 	"./services/parser/format FuzzParse"
 	"./services/query FuzzParseRange"
+	"./services/query FuzzQueryAPI" # every HTTP endpoint with arbitrary parameters
 )
 if (($# == 0)); then
 	for r in "${required[@]}"; do

@@ -39,6 +39,7 @@ type Config struct {
 	HTTPAddr        string        `yaml:"http_addr"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Retention1m     time.Duration `yaml:"retention_1m"`
+	RawMaxBytes     int64         `yaml:"raw_max_bytes"`
 	Retention1h     time.Duration `yaml:"retention_1h"`
 
 	API        apiauth.Config    `yaml:"api"`
@@ -58,6 +59,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.HTTPAddr, "http.addr", ":8080", "HTTP address: API, ingest, /healthz, /readyz, /metrics, dashboard")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown.timeout", 30*time.Second, "grace period to drain, flush and ack on SIGTERM")
 	f.DurationVar(&c.Retention1m, "retention.1m", 48*time.Hour, "how long 1-minute windows are kept")
+	f.Int64Var(&c.RawMaxBytes, "raw.max-bytes", 1<<30, "bytes of raw batches waiting for a parser before ingest pushes back (0: no bound)")
 	f.DurationVar(&c.Retention1h, "retention.1h", 90*24*time.Hour, "how long 1-hour windows are kept")
 	c.API.RegisterFlags(f)
 	c.Log.RegisterFlags(f)
@@ -103,6 +105,7 @@ func (c *Config) Topology() topology.Config {
 	t.Partitions = c.Parser.Partitions
 	t.Resolutions[0].Retention = c.Retention1m
 	t.Resolutions[1].Retention = c.Retention1h
+	t.RawMaxBytes = c.RawMaxBytes
 	return t
 }
 
@@ -117,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention1m < time.Hour {
 		errs = append(errs, fmt.Errorf("retention.1m must be at least 1h, got %s", c.Retention1m))
+	}
+	if c.RawMaxBytes != 0 && c.RawMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("raw.max-bytes must be 0 (no bound) or at least 1 MiB, got %d", c.RawMaxBytes))
 	}
 	if c.Retention1h < c.Retention1m {
 		errs = append(errs, fmt.Errorf("retention.1h (%s) must not be shorter than retention.1m (%s)", c.Retention1h, c.Retention1m))

@@ -62,7 +62,12 @@ type Config struct {
 	ParsedMaxAge    time.Duration
 	DeadMaxAge      time.Duration
 	DeadMaxBytes    int64
-	MemberTTL       time.Duration
+	// RawMaxBytes bounds the backlog of raw batches not yet parsed (<= 0:
+	// no bound). When it is full the stream refuses new batches, ingest
+	// retries them and pushes back on its senders: a parser outage or a
+	// flood of bad lines fills a bounded disk, not an unbounded one.
+	RawMaxBytes int64
+	MemberTTL   time.Duration
 }
 
 // Defaults returns the configuration used when nothing else is set.
@@ -75,8 +80,16 @@ func Defaults() Config {
 		ParsedMaxAge:    24 * time.Hour,
 		DeadMaxAge:      7 * 24 * time.Hour,
 		DeadMaxBytes:    1 << 30,
+		RawMaxBytes:     1 << 30,
 		MemberTTL:       10 * time.Second,
 	}
+}
+
+func rawMaxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // ParsedSubject is the subject of partition p.
@@ -111,6 +124,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (int, error
 			Description: "raw log line batches from ingest, consumed by the parser",
 			Subjects:    []string{RawSubjects},
 			Retention:   jetstream.WorkQueuePolicy,
+			MaxBytes:    rawMaxBytes(cfg.RawMaxBytes),
+			Discard:     jetstream.DiscardNew,
 			Duplicates:  cfg.DuplicateWindow,
 			Replicas:    cfg.Replicas,
 		},
