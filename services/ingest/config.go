@@ -37,6 +37,9 @@ type Config struct {
 	MaxConnections int `yaml:"max_connections"`
 	// HTTPMaxBodyBytes bounds an HTTP body after decompression.
 	HTTPMaxBodyBytes int64 `yaml:"http_max_body_bytes"`
+	// HTTPMaxConcurrent bounds the HTTP ingest requests served at once;
+	// each may hold up to about twice HTTPMaxBodyBytes while it is read.
+	HTTPMaxConcurrent int `yaml:"http_max_concurrent"`
 	// HTTPTimeout is how long an HTTP ingest waits for JetStream to
 	// acknowledge its batches before answering 503.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
@@ -61,6 +64,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.Var((*intSize)(&c.MaxLineBytes), "ingest.max-line-bytes", "longest line kept whole; longer lines become oversized entries (bytes; KiB/MiB suffixes allowed)")
 	f.IntVar(&c.MaxConnections, "ingest.max-connections", 1024, "open connections per TCP listener; more are closed at once")
 	f.Var((*int64Size)(&c.HTTPMaxBodyBytes), "ingest.http.max-body-bytes", "largest HTTP ingest body after decompression (bytes; KiB/MiB suffixes allowed)")
+	f.IntVar(&c.HTTPMaxConcurrent, "ingest.http.max-concurrent", 16, "HTTP ingest requests served at once; more get 429 with Retry-After (memory: up to about twice the body limit each)")
 	f.DurationVar(&c.HTTPTimeout, "ingest.http.timeout", 10*time.Second, "time an HTTP ingest waits for JetStream acks before answering 503")
 	f.StringVar(&c.Format, "ingest.format", "", "fixed log format of the TCP line listener; empty detects per line")
 	f.IntVar(&c.PublishMaxInFlight, "ingest.publish.max-in-flight", 32, "unacknowledged batches per source; when all are in flight, TCP readers stop reading")
@@ -115,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTPMaxBodyBytes < 1 {
 		bad("ingest.http.max-body-bytes must be positive, got %d", c.HTTPMaxBodyBytes)
+	}
+	if c.HTTPMaxConcurrent < 1 {
+		bad("ingest.http.max-concurrent must be at least 1, got %d", c.HTTPMaxConcurrent)
 	}
 	if c.HTTPTimeout <= 0 {
 		bad("ingest.http.timeout must be positive, got %s", c.HTTPTimeout)

@@ -70,7 +70,7 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.m.httpRequests.WithLabelValues(strconv.Itoa(code)).Inc() }()
 	fail := func(c int, format string, a ...any) {
 		code = c
-		if c == http.StatusServiceUnavailable {
+		if c == http.StatusServiceUnavailable || c == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "1")
 		}
 		obs.WriteError(w, c, fmt.Sprintf(format, a...))
@@ -85,6 +85,13 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	s.httpWG.Add(1)
 	s.mu.Unlock()
 	defer s.httpWG.Done()
+	select {
+	case s.httpReq <- struct{}{}:
+		defer func() { <-s.httpReq }()
+	default:
+		fail(http.StatusTooManyRequests, "more than %d ingest requests at once; retry", s.cfg.HTTPMaxConcurrent)
+		return
+	}
 
 	received := time.Now()
 	q := r.URL.Query()

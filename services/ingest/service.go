@@ -92,6 +92,9 @@ type Service struct {
 	giveUp       context.Context
 	cancelGiveUp context.CancelCauseFunc
 
+	// httpReq holds a token per HTTP ingest request being served.
+	httpReq chan struct{}
+
 	mu       sync.Mutex
 	started  bool
 	stopping bool
@@ -147,6 +150,7 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		conns:   map[net.Conn]string{},
 		perLn:   map[string]int{},
 		httpSem: make(chan struct{}, cfg.PublishMaxInFlight),
+		httpReq: make(chan struct{}, cfg.HTTPMaxConcurrent),
 	}
 	s.giveUp, s.cancelGiveUp = context.WithCancelCause(context.Background())
 	s.msgSeq.Store(uint64(time.Now().UnixMicro()))
