@@ -7,13 +7,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -29,37 +26,19 @@ import (
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/app"
-	"github.com/logtally/logtally/internal/config"
+	"github.com/logtally/logtally/internal/apptest"
 	"github.com/logtally/logtally/internal/loggen"
 )
 
 // newConfig builds a config the way the binary does, from flags.
 func newConfig(t *testing.T, args ...string) app.Config {
 	t.Helper()
-	var cfg app.Config
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	base := []string{
-		"-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
-		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=127.0.0.1:0",
-		"-aggregator.flush-interval=200ms", "-aggregator.heartbeat=200ms",
-	}
-	if err := config.Parse(fs, append(base, args...), "LOGTALLY_TEST_UNUSED_"); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func testLogger(t *testing.T, name string) hclog.Logger {
-	if os.Getenv("LOGTALLY_TEST_LOG") != "" {
-		return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug})
-	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Error, Output: io.Discard})
+	return apptest.Config(t, args...)
 }
 
 func startApp(t *testing.T, name string, cfg app.Config) *app.App {
 	t.Helper()
-	a, err := app.New(cfg, testLogger(t, name))
+	a, err := app.New(cfg, apptest.Logger(name))
 	if err != nil {
 		t.Fatal(err)
 	}

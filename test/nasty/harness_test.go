@@ -12,7 +12,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,10 +26,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/logtally/logtally/internal/app"
-	"github.com/logtally/logtally/internal/config"
+	"github.com/logtally/logtally/internal/apptest"
 )
 
 const (
@@ -43,26 +40,7 @@ const (
 // keep their defaults unless args set them.
 func newConfig(t *testing.T, args ...string) app.Config {
 	t.Helper()
-	var cfg app.Config
-	fs := flag.NewFlagSet("nasty", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	base := []string{
-		"-data.dir=" + t.TempDir(),
-		"-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
-		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=127.0.0.1:0",
-		"-aggregator.flush-interval=100ms", "-aggregator.heartbeat=200ms",
-	}
-	if err := config.Parse(fs, append(base, args...), "LOGTALLY_TEST_UNUSED_"); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func testLogger(name string) hclog.Logger {
-	if os.Getenv("LOGTALLY_TEST_LOG") != "" {
-		return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug})
-	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Error, Output: io.Discard})
+	return apptest.Config(t, append([]string{"-data.dir=" + t.TempDir(), "-aggregator.flush-interval=100ms"}, args...)...)
 }
 
 // proc is one running logtally process and a client for it.
@@ -75,7 +53,7 @@ type proc struct {
 
 func startApp(t *testing.T, name string, cfg app.Config) *proc {
 	t.Helper()
-	a, err := app.New(cfg, testLogger(name))
+	a, err := app.New(cfg, apptest.Logger(name))
 	if err != nil {
 		t.Fatal(err)
 	}
