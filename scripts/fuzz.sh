@@ -28,6 +28,8 @@ fi
 
 # package dir and target that must exist
 required=(
+	"./internal/counts FuzzDecodeEntries"      # the entry encoding of windows and chunks
+	"./internal/counts FuzzUnmarshalManifest" # window manifests (format 1 and 2) and chunks
 	"./services/ingest FuzzScanLines"
 	"./services/ingest FuzzScanSyslog"
 	"./services/ingest FuzzHTTPIngestBody" # plain and gzip ingest bodies against a decoding oracle

@@ -1,5 +1,9 @@
-// Package counts holds the layout of the counts buckets: window keys, the
-// partition hash shared by parser and query, and the packed WindowState value.
+// Package counts is the storage format of logtally's windows, shared by
+// every stage: the partition hash, window keys, the per-IP class counters,
+// the entry encoding, the manifest and chunks of a window (format 2, with
+// format 1 read for upgrades) and the Store that commits a window with
+// compare-and-swap in one atomic batch. docs/design.md explains the layout
+// and why it is exact.
 package counts
 
 import (
@@ -8,9 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // AddrLen is the packed size of one IP in record batches and window values.
@@ -54,62 +55,4 @@ func ParseKey(key string) (time.Time, int, error) {
 		return time.Time{}, 0, fmt.Errorf("window key %q: %w", key, err)
 	}
 	return time.Unix(sec, 0).UTC(), p, nil
-}
-
-// Window is the decoded value of one window key.
-type Window struct {
-	LastSeq     uint64
-	Counts      map[[AddrLen]byte]uint64
-	DeadLetters uint64
-	Late        uint64
-}
-
-// NewWindow returns an empty window.
-func NewWindow() *Window { return &Window{Counts: make(map[[AddrLen]byte]uint64)} }
-
-// Total is the number of requests in the window.
-func (w *Window) Total() uint64 {
-	var n uint64
-	for _, c := range w.Counts {
-		n += c
-	}
-	return n
-}
-
-// Marshal encodes the window. Entries are in map order: readers must not
-// assume any order (sorting here cost more than anything else in a flush).
-func (w *Window) Marshal() ([]byte, error) {
-	st := &logtallyv1.WindowState{
-		LastSeq:     w.LastSeq,
-		Addrs:       make([]byte, 0, len(w.Counts)*AddrLen),
-		Counts:      make([]uint64, 0, len(w.Counts)),
-		DeadLetters: w.DeadLetters,
-		Late:        w.Late,
-	}
-	for k, c := range w.Counts {
-		st.Addrs = append(st.Addrs, k[:]...)
-		st.Counts = append(st.Counts, c)
-	}
-	return proto.Marshal(st)
-}
-
-// Unmarshal decodes a window value.
-func Unmarshal(b []byte) (*Window, error) {
-	var st logtallyv1.WindowState
-	if err := proto.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("decode window: %w", err)
-	}
-	if len(st.Addrs) != len(st.Counts)*AddrLen {
-		return nil, fmt.Errorf("decode window: %d address bytes for %d counts", len(st.Addrs), len(st.Counts))
-	}
-	w := &Window{
-		LastSeq:     st.LastSeq,
-		Counts:      make(map[[AddrLen]byte]uint64, len(st.Counts)),
-		DeadLetters: st.DeadLetters,
-		Late:        st.Late,
-	}
-	for i, c := range st.Counts {
-		w.Counts[[AddrLen]byte(st.Addrs[i*AddrLen:(i+1)*AddrLen])] = c
-	}
-	return w, nil
 }

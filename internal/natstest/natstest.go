@@ -16,10 +16,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Option changes the options of a test server.
+type Option func(*server.Options)
+
+// MaxPayload sets the largest message the server accepts. The default is a
+// stock nats-server's 1 MiB; smaller values force the paths that split
+// windows into chunks cheaply.
+func MaxPayload(n int32) Option { return func(o *server.Options) { o.MaxPayload = n } }
+
+// SyncAlways makes the file store fsync every write.
+func SyncAlways() Option { return func(o *server.Options) { o.SyncAlways = true } }
+
 // baseOptions are a JetStream server's options on a random loopback port with
 // temporary storage and limits sized for tests, not for the host.
-func baseOptions(t testing.TB, name string) *server.Options {
-	return &server.Options{
+func baseOptions(t testing.TB, name string, opts []Option) *server.Options {
+	o := &server.Options{
 		ServerName:         name,
 		Host:               "127.0.0.1",
 		Port:               -1,
@@ -27,19 +38,23 @@ func baseOptions(t testing.TB, name string) *server.Options {
 		StoreDir:           t.TempDir(),
 		NoSigs:             true,
 		NoLog:              true,
-		MaxPayload:         8 << 20,
+		MaxPayload:         1 << 20,
 		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  4 << 30,
+		JetStreamMaxStore:  8 << 30,
 	}
+	for _, f := range opts {
+		f(o)
+	}
+	return o
 }
 
 // started remembers the options of each server for RestartServer.
 var started sync.Map
 
 // RunBasicJetStreamServer starts one JetStream server; it stops when the test ends.
-func RunBasicJetStreamServer(t testing.TB) *server.Server {
+func RunBasicJetStreamServer(t testing.TB, opts ...Option) *server.Server {
 	t.Helper()
-	return start(t, baseOptions(t, "test"))
+	return start(t, baseOptions(t, "test", opts))
 }
 
 // RestartServer starts a server again on the same options (same store dir).
@@ -90,7 +105,7 @@ func (c *Cluster) URLs() string {
 
 // RunJetStreamCluster starts three clustered JetStream servers and waits until
 // each sees a meta leader and three peers, so that R3 assets can be created.
-func RunJetStreamCluster(t testing.TB) *Cluster {
+func RunJetStreamCluster(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
 	const n = 3
 	ports := make([]int, n)
@@ -103,10 +118,10 @@ func RunJetStreamCluster(t testing.TB) *Cluster {
 	}
 	c := &Cluster{}
 	for i := 0; i < n; i++ {
-		opts := baseOptions(t, fmt.Sprintf("n%d", i+1))
-		opts.Cluster = server.ClusterOpts{Name: "logtally-test", Host: "127.0.0.1", Port: ports[i]}
-		opts.Routes = routes
-		s, err := server.NewServer(opts)
+		o := baseOptions(t, fmt.Sprintf("n%d", i+1), opts)
+		o.Cluster = server.ClusterOpts{Name: "logtally-test", Host: "127.0.0.1", Port: ports[i]}
+		o.Routes = routes
+		s, err := server.NewServer(o)
 		if err != nil {
 			t.Fatalf("new cluster node: %v", err)
 		}

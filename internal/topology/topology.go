@@ -7,7 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,15 +62,27 @@ type Config struct {
 	Partitions      int
 	Resolutions     []Resolution
 	DuplicateWindow time.Duration
-	ParsedMaxAge    time.Duration
-	DeadMaxAge      time.Duration
-	DeadMaxBytes    int64
+	// ParsedMaxAge and ParsedMaxBytes bound the parsed stream (0: no
+	// bound). Messages the aggregators have counted are purged, so these
+	// only bite when aggregators stay away; a partition that then finds
+	// messages gone reports them (logtally_aggregator_lost_batches_total).
+	// A byte bound pushes back instead: a full stream refuses the parsers'
+	// publishes, the raw backlog grows and ingest slows its senders.
+	ParsedMaxAge   time.Duration
+	ParsedMaxBytes int64
+	DeadMaxAge     time.Duration
+	DeadMaxBytes   int64
 	// RawMaxBytes bounds the backlog of raw batches not yet parsed (<= 0:
 	// no bound). When it is full the stream refuses new batches, ingest
 	// retries them and pushes back on its senders: a parser outage or a
 	// flood of bad lines fills a bounded disk, not an unbounded one.
 	RawMaxBytes int64
-	MemberTTL   time.Duration
+	// RawMaxAge drops raw batches no parser took in time (0: never).
+	RawMaxAge time.Duration
+	MemberTTL time.Duration
+	// MarkerTTL is how long a counts bucket keeps the marker of a window
+	// that expired, so that watchers see it go.
+	MarkerTTL time.Duration
 }
 
 // Defaults returns the configuration used when nothing else is set.
@@ -78,14 +93,16 @@ func Defaults() Config {
 		Resolutions:     DefaultResolutions(),
 		DuplicateWindow: 2 * time.Minute,
 		ParsedMaxAge:    24 * time.Hour,
+		ParsedMaxBytes:  0,
 		DeadMaxAge:      7 * 24 * time.Hour,
 		DeadMaxBytes:    1 << 30,
 		RawMaxBytes:     1 << 30,
 		MemberTTL:       10 * time.Second,
+		MarkerTTL:       15 * time.Minute,
 	}
 }
 
-func rawMaxBytes(n int64) int64 {
+func limit(n int64) int64 {
 	if n <= 0 {
 		return -1
 	}
@@ -98,33 +115,17 @@ func ParsedSubject(p int) string { return ParsedPrefix + strconv.Itoa(p) }
 // LateSubject is the subject for late records of partition p.
 func LateSubject(p int) string { return LatePrefix + strconv.Itoa(p) }
 
-// Ensure creates or updates every stream and bucket. It returns the
-// effective number of partitions: P is fixed when the parsed stream is
-// created, so an existing stream's value wins over cfg.Partitions.
-func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (int, error) {
-	if cfg.Partitions < 1 {
-		return 0, fmt.Errorf("partitions must be at least 1, got %d", cfg.Partitions)
-	}
-	partitions := cfg.Partitions
-	if s, err := js.Stream(ctx, ParsedStream); err == nil {
-		if v, ok := s.CachedInfo().Config.Metadata[partitionsKey]; ok {
-			n, perr := strconv.Atoi(v)
-			if perr != nil || n < 1 {
-				return 0, fmt.Errorf("stream %s has bad %s metadata %q", ParsedStream, partitionsKey, v)
-			}
-			partitions = n
-		}
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, fmt.Errorf("look up stream %s: %w", ParsedStream, err)
-	}
-
-	streams := []jetstream.StreamConfig{
+// Streams returns the configurations of every stream except the KV
+// buckets', for partitions P.
+func (cfg Config) Streams(partitions int) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
 		{
 			Name:        RawStream,
 			Description: "raw log line batches from ingest, consumed by the parser",
 			Subjects:    []string{RawSubjects},
 			Retention:   jetstream.WorkQueuePolicy,
-			MaxBytes:    rawMaxBytes(cfg.RawMaxBytes),
+			MaxBytes:    limit(cfg.RawMaxBytes),
+			MaxAge:      cfg.RawMaxAge,
 			Discard:     jetstream.DiscardNew,
 			Duplicates:  cfg.DuplicateWindow,
 			Replicas:    cfg.Replicas,
@@ -135,6 +136,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (int, error
 			Subjects:    []string{ParsedPrefix + "*"},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      cfg.ParsedMaxAge,
+			MaxBytes:    limit(cfg.ParsedMaxBytes),
+			Discard:     jetstream.DiscardNew,
 			Duplicates:  cfg.DuplicateWindow,
 			Replicas:    cfg.Replicas,
 			Metadata:    map[string]string{partitionsKey: strconv.Itoa(partitions)},
@@ -160,29 +163,144 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (int, error
 			Replicas:    cfg.Replicas,
 		},
 	}
-	for _, sc := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return 0, fmt.Errorf("create stream %s: %w", sc.Name, err)
-		}
-	}
+}
 
-	buckets := []jetstream.KeyValueConfig{
-		{Bucket: StateBucket, Description: "aggregator checkpoints per partition", History: 1, Replicas: cfg.Replicas},
-		{Bucket: MembersBucket, Description: "aggregator membership and partition leases", History: 1, TTL: cfg.MemberTTL, Replicas: cfg.Replicas},
+// Buckets returns the stream configurations of every KV bucket. The
+// counts buckets allow atomic batches (a window's chunks and manifest are
+// written together) and per-message TTLs with expiry markers (watchers see
+// a window expire).
+func (cfg Config) Buckets() []jetstream.StreamConfig {
+	out := []jetstream.StreamConfig{
+		kvStream(StateBucket, "aggregator checkpoints per partition", 0, cfg.Replicas),
+		kvStream(MembersBucket, "aggregator membership and partition leases", cfg.MemberTTL, cfg.Replicas),
 	}
 	for _, r := range cfg.Resolutions {
-		buckets = append(buckets, jetstream.KeyValueConfig{
-			Bucket:      r.Bucket(),
-			Description: fmt.Sprintf("exact per-IP counts in %s windows, one key per window and partition", r.Name),
-			History:     1,
-			TTL:         r.Retention,
-			Replicas:    cfg.Replicas,
-		})
+		sc := kvStream(r.Bucket(), fmt.Sprintf("exact per-IP counts in %s windows: manifest <start>.<p>, chunks <start>.<p>.<slot>", r.Name), r.Retention, cfg.Replicas)
+		sc.AllowAtomicPublish = true
+		sc.AllowMsgTTL = true
+		sc.SubjectDeleteMarkerTTL = max(cfg.MarkerTTL, time.Second)
+		out = append(out, sc)
 	}
-	for _, bc := range buckets {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, bc); err != nil {
-			return 0, fmt.Errorf("create bucket %s: %w", bc.Bucket, err)
+	return out
+}
+
+// kvStream is the stream nats.go creates for a KV bucket with history 1
+// (jetstream.KeyValueConfig), so that js.KeyValue binds to it.
+func kvStream(bucket, desc string, ttl time.Duration, replicas int) jetstream.StreamConfig {
+	dup := 2 * time.Minute
+	if ttl > 0 && ttl < dup {
+		dup = ttl
+	}
+	return jetstream.StreamConfig{
+		Name:              "KV_" + bucket,
+		Description:       desc,
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxAge:            ttl,
+		MaxMsgSize:        -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        dup,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+	}
+}
+
+// Ensure creates every stream and bucket that is missing and updates those
+// whose configuration drifted; it leaves the rest alone. Looking first
+// keeps a cold start cheap: when every stage of a fresh cluster starts at
+// once, one of them creates each asset and the others find it, instead of
+// all of them proposing updates that the meta leader serialises. It
+// returns the effective number of partitions: P is fixed when the parsed
+// stream is created, so an existing stream's value wins over
+// cfg.Partitions.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (int, error) {
+	if cfg.Partitions < 1 {
+		return 0, fmt.Errorf("partitions must be at least 1, got %d", cfg.Partitions)
+	}
+	partitions := cfg.Partitions
+	parsed, err := js.Stream(ctx, ParsedStream)
+	switch {
+	case err == nil:
+		if v, ok := parsed.CachedInfo().Config.Metadata[partitionsKey]; ok {
+			n, perr := strconv.Atoi(v)
+			if perr != nil || n < 1 {
+				return 0, fmt.Errorf("stream %s has bad %s metadata %q", ParsedStream, partitionsKey, v)
+			}
+			partitions = n
+		}
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return 0, fmt.Errorf("look up stream %s: %w", ParsedStream, err)
+	}
+	for _, sc := range append(cfg.Streams(partitions), cfg.Buckets()...) {
+		if err := ensureStream(ctx, js, sc); err != nil {
+			return 0, err
 		}
 	}
 	return partitions, nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Another process created it between the lookup and now.
+			return ensureStream(ctx, js, want)
+		}
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", want.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	have := st.CachedInfo().Config
+	if !drifted(have, want) {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+// drifted reports whether an existing stream differs from the wanted
+// configuration in a field logtally sets (the server fills in others).
+func drifted(have, want jetstream.StreamConfig) bool {
+	return have.Description != want.Description ||
+		!slices.Equal(have.Subjects, want.Subjects) ||
+		have.Retention != want.Retention ||
+		have.MaxBytes != want.MaxBytes ||
+		have.MaxAge != want.MaxAge ||
+		have.MaxMsgsPerSubject != want.MaxMsgsPerSubject ||
+		have.Discard != want.Discard ||
+		have.Duplicates != want.Duplicates ||
+		have.Replicas != want.Replicas ||
+		have.AllowAtomicPublish != want.AllowAtomicPublish ||
+		have.AllowMsgTTL != want.AllowMsgTTL ||
+		have.SubjectDeleteMarkerTTL != want.SubjectDeleteMarkerTTL ||
+		have.AllowRollup != want.AllowRollup ||
+		have.AllowDirect != want.AllowDirect ||
+		!maps.Equal(withoutServerKeys(have.Metadata), want.Metadata)
+}
+
+// withoutServerKeys drops the metadata the server adds (_nats.*).
+func withoutServerKeys(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, "_nats.") {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

@@ -169,15 +169,23 @@ func (x *OversizedLine) GetLength() uint64 {
 	return 0
 }
 
-// RecordBatch is one JetStream message on logs.parsed.<partition>: the parsed
-// records of one raw batch whose client IP hashes to that partition. Columns
-// rather than a repeated message keep the aggregator's decoding cheap: it
-// reads addrs and times_ms and skips the rest.
+// RecordBatch is one JetStream message on logs.parsed.<partition>: what one
+// raw batch contributes to one partition. The parser publishes exactly one
+// per (raw batch, partition), empty when no line of the batch hashes to the
+// partition, so that every partition sees every raw sequence: that is what
+// lets the aggregator deduplicate by raw_seq forever and notice batches that
+// were lost (docs/design.md).
+//
+// Since format 2 the parser combines: one group per (minute, client IP) with
+// the class counters of its lines, sorted by minute, then address. The
+// aggregator decodes it with protowire; the request strings (method, path,
+// user agent) no longer travel.
 type RecordBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 16 bytes per record: the client IP as an IPv6 address (IPv4 mapped).
-	Addrs []byte `protobuf:"bytes,1,opt,name=addrs,proto3" json:"addrs,omitempty"`
-	// Event time per record, unix milliseconds, UTC.
+	// Format 1 only (written by releases before the combiner): 16 bytes per
+	// record, the client IP as an IPv6 address (IPv4 mapped), and the event
+	// time per record, unix milliseconds. Each record counts as one request.
+	Addrs   []byte  `protobuf:"bytes,1,opt,name=addrs,proto3" json:"addrs,omitempty"`
 	TimesMs []int64 `protobuf:"varint,2,rep,packed,name=times_ms,json=timesMs,proto3" json:"times_ms,omitempty"`
 	// Stream sequence of the raw batch this came from.
 	RawSeq uint64 `protobuf:"varint,3,opt,name=raw_seq,json=rawSeq,proto3" json:"raw_seq,omitempty"`
@@ -186,12 +194,18 @@ type RecordBatch struct {
 	// Receive time of the raw batch, unix milliseconds: the window that the
 	// dead letters are counted in.
 	ReceivedUnixMs int64 `protobuf:"varint,5,opt,name=received_unix_ms,json=receivedUnixMs,proto3" json:"received_unix_ms,omitempty"`
-	// Request fields kept for later analytics, one entry per record.
-	Methods       []string `protobuf:"bytes,6,rep,name=methods,proto3" json:"methods,omitempty"`
-	Paths         []string `protobuf:"bytes,7,rep,name=paths,proto3" json:"paths,omitempty"`
-	Statuses      []uint32 `protobuf:"varint,8,rep,packed,name=statuses,proto3" json:"statuses,omitempty"`
-	Sizes         []uint64 `protobuf:"varint,9,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
-	UserAgents    []string `protobuf:"bytes,10,rep,name=user_agents,json=userAgents,proto3" json:"user_agents,omitempty"`
+	// 2 for batches of the combining parser; 0 for format 1.
+	Format uint32 `protobuf:"varint,11,opt,name=format,proto3" json:"format,omitempty"`
+	// Format 2: one entry per group. minutes[i] is the unix minute
+	// (seconds / 60) of the group's lines, group_addrs[16*i:16*i+16] its
+	// client IP, and the counter columns its lines' classes.
+	Minutes       []int64  `protobuf:"varint,12,rep,packed,name=minutes,proto3" json:"minutes,omitempty"`
+	GroupAddrs    []byte   `protobuf:"bytes,13,opt,name=group_addrs,json=groupAddrs,proto3" json:"group_addrs,omitempty"`
+	Requests      []uint64 `protobuf:"varint,14,rep,packed,name=requests,proto3" json:"requests,omitempty"`
+	Status_4Xx    []uint64 `protobuf:"varint,15,rep,packed,name=status_4xx,json=status4xx,proto3" json:"status_4xx,omitempty"`
+	Status_5Xx    []uint64 `protobuf:"varint,16,rep,packed,name=status_5xx,json=status5xx,proto3" json:"status_5xx,omitempty"`
+	AuthFailures  []uint64 `protobuf:"varint,17,rep,packed,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
+	BytesSent     []uint64 `protobuf:"varint,18,rep,packed,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,37 +275,58 @@ func (x *RecordBatch) GetReceivedUnixMs() int64 {
 	return 0
 }
 
-func (x *RecordBatch) GetMethods() []string {
+func (x *RecordBatch) GetFormat() uint32 {
 	if x != nil {
-		return x.Methods
+		return x.Format
+	}
+	return 0
+}
+
+func (x *RecordBatch) GetMinutes() []int64 {
+	if x != nil {
+		return x.Minutes
 	}
 	return nil
 }
 
-func (x *RecordBatch) GetPaths() []string {
+func (x *RecordBatch) GetGroupAddrs() []byte {
 	if x != nil {
-		return x.Paths
+		return x.GroupAddrs
 	}
 	return nil
 }
 
-func (x *RecordBatch) GetStatuses() []uint32 {
+func (x *RecordBatch) GetRequests() []uint64 {
 	if x != nil {
-		return x.Statuses
+		return x.Requests
 	}
 	return nil
 }
 
-func (x *RecordBatch) GetSizes() []uint64 {
+func (x *RecordBatch) GetStatus_4Xx() []uint64 {
 	if x != nil {
-		return x.Sizes
+		return x.Status_4Xx
 	}
 	return nil
 }
 
-func (x *RecordBatch) GetUserAgents() []string {
+func (x *RecordBatch) GetStatus_5Xx() []uint64 {
 	if x != nil {
-		return x.UserAgents
+		return x.Status_5Xx
+	}
+	return nil
+}
+
+func (x *RecordBatch) GetAuthFailures() []uint64 {
+	if x != nil {
+		return x.AuthFailures
+	}
+	return nil
+}
+
+func (x *RecordBatch) GetBytesSent() []uint64 {
+	if x != nil {
+		return x.BytesSent
 	}
 	return nil
 }
@@ -382,27 +417,122 @@ func (x *DeadLetter) GetLength() uint64 {
 	return 0
 }
 
-// WindowState is the value of one key in a counts bucket: the exact per-IP
-// counts of one event-time window for one partition.
+// Counters are the per-IP classes every window keeps: lines (requests),
+// HTTP 4xx and 5xx answers, authentication failures (sshd "Failed
+// password", "Invalid user", HTTP 401/407, ...) and bytes sent.
+type Counters struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      uint64                 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
+	Status_4Xx    uint64                 `protobuf:"varint,2,opt,name=status_4xx,json=status4xx,proto3" json:"status_4xx,omitempty"`
+	Status_5Xx    uint64                 `protobuf:"varint,3,opt,name=status_5xx,json=status5xx,proto3" json:"status_5xx,omitempty"`
+	AuthFailures  uint64                 `protobuf:"varint,4,opt,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
+	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Counters) Reset() {
+	*x = Counters{}
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Counters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Counters) ProtoMessage() {}
+
+func (x *Counters) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Counters.ProtoReflect.Descriptor instead.
+func (*Counters) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Counters) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *Counters) GetStatus_4Xx() uint64 {
+	if x != nil {
+		return x.Status_4Xx
+	}
+	return 0
+}
+
+func (x *Counters) GetStatus_5Xx() uint64 {
+	if x != nil {
+		return x.Status_5Xx
+	}
+	return 0
+}
+
+func (x *Counters) GetAuthFailures() uint64 {
+	if x != nil {
+		return x.AuthFailures
+	}
+	return 0
+}
+
+func (x *Counters) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// WindowState is the value of a window's key <start>.<p> in a counts bucket:
+// the manifest of one event-time window of one partition. Format 2 keeps
+// the entries (IP → Counters) in sorted runs whose chunks live under
+// <start>.<p>.<slot> in the same bucket, plus the newest changes inline; the
+// manifest and the chunks it references are written in one atomic batch, so
+// a reader or a new owner never sees half a write (docs/design.md).
 type WindowState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Stream sequence (logs.parsed) up to which this value includes every
 	// record of the window: a replayed message at or below it is skipped.
 	LastSeq uint64 `protobuf:"varint,1,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
-	// 16 bytes per IP, in no particular order; counts[i] belongs to
-	// addrs[16*i:16*i+16].
+	// Format 1 only: 16 bytes per IP, counts[i] its requests.
 	Addrs  []byte   `protobuf:"bytes,2,opt,name=addrs,proto3" json:"addrs,omitempty"`
 	Counts []uint64 `protobuf:"varint,3,rep,packed,name=counts,proto3" json:"counts,omitempty"`
 	// Dead letters and late records counted in this window.
-	DeadLetters   uint64 `protobuf:"varint,4,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
-	Late          uint64 `protobuf:"varint,5,opt,name=late,proto3" json:"late,omitempty"`
+	DeadLetters uint64 `protobuf:"varint,4,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	Late        uint64 `protobuf:"varint,5,opt,name=late,proto3" json:"late,omitempty"`
+	// 2; 0 means format 1 (addrs and counts).
+	Format uint32 `protobuf:"varint,6,opt,name=format,proto3" json:"format,omitempty"`
+	// Incremented by every write; chunks carry the generation that wrote
+	// them, so a reader can tell a chunk from a later write.
+	Generation uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Sums over every entry of the window.
+	Totals *Counters `protobuf:"bytes,8,opt,name=totals,proto3" json:"totals,omitempty"`
+	// Entries in the entry encoding (internal/counts): the whole window while
+	// it is small, else the changes since the last run was written.
+	Inline []byte `protobuf:"bytes,9,opt,name=inline,proto3" json:"inline,omitempty"`
+	// Stored runs, oldest first. Every run is sorted by address; an IP may
+	// appear in several runs and in inline, and its counters are the sum.
+	Runs          []*Run `protobuf:"bytes,10,rep,name=runs,proto3" json:"runs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WindowState) Reset() {
 	*x = WindowState{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +544,7 @@ func (x *WindowState) String() string {
 func (*WindowState) ProtoMessage() {}
 
 func (x *WindowState) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +557,7 @@ func (x *WindowState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowState.ProtoReflect.Descriptor instead.
 func (*WindowState) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WindowState) GetLastSeq() uint64 {
@@ -465,6 +595,208 @@ func (x *WindowState) GetLate() uint64 {
 	return 0
 }
 
+func (x *WindowState) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+func (x *WindowState) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *WindowState) GetTotals() *Counters {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *WindowState) GetInline() []byte {
+	if x != nil {
+		return x.Inline
+	}
+	return nil
+}
+
+func (x *WindowState) GetRuns() []*Run {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+// Run is one sorted run of entries stored in chunks.
+type Run struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Generation of the manifest write that stored the run's chunks.
+	Generation uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Entries    uint64 `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	// Encoded bytes of its chunks.
+	Bytes uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Chunk keys are <start>.<p>.<slot>, in address order.
+	Slots []uint32 `protobuf:"varint,4,rep,packed,name=slots,proto3" json:"slots,omitempty"`
+	// 16 bytes per chunk: its first address, for point lookups.
+	Firsts []byte `protobuf:"bytes,5,opt,name=firsts,proto3" json:"firsts,omitempty"`
+	// Slot of the run's head (0: none; small runs have none).
+	HeadSlot uint32 `protobuf:"varint,6,opt,name=head_slot,json=headSlot,proto3" json:"head_slot,omitempty"`
+	// When the chunks were written, unix milliseconds: chunks expire by the
+	// bucket's max age, so old runs are rewritten before they could.
+	WrittenUnixMs int64 `protobuf:"varint,7,opt,name=written_unix_ms,json=writtenUnixMs,proto3" json:"written_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Run) Reset() {
+	*x = Run{}
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Run) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Run) ProtoMessage() {}
+
+func (x *Run) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Run.ProtoReflect.Descriptor instead.
+func (*Run) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Run) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Run) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *Run) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Run) GetSlots() []uint32 {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
+func (x *Run) GetFirsts() []byte {
+	if x != nil {
+		return x.Firsts
+	}
+	return nil
+}
+
+func (x *Run) GetHeadSlot() uint32 {
+	if x != nil {
+		return x.HeadSlot
+	}
+	return 0
+}
+
+func (x *Run) GetWrittenUnixMs() int64 {
+	if x != nil {
+		return x.WrittenUnixMs
+	}
+	return 0
+}
+
+// WindowChunk is the value of <start>.<p>.<slot>: a part of one run, or its
+// head.
+type WindowChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The manifest generation that wrote it (see Run.generation).
+	Generation uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Entries in the entry encoding, sorted by address.
+	Entries []byte `protobuf:"bytes,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	// For a head only: for each class (requests, 4xx, 5xx, auth failures,
+	// bytes), every entry of the run that is not among the head's top ones
+	// by that class has at most this value.
+	Bounds        []uint64 `protobuf:"varint,3,rep,packed,name=bounds,proto3" json:"bounds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowChunk) Reset() {
+	*x = WindowChunk{}
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowChunk) ProtoMessage() {}
+
+func (x *WindowChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowChunk.ProtoReflect.Descriptor instead.
+func (*WindowChunk) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WindowChunk) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *WindowChunk) GetEntries() []byte {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *WindowChunk) GetBounds() []uint64 {
+	if x != nil {
+		return x.Bounds
+	}
+	return nil
+}
+
 // Checkpoint is the per-partition progress of the aggregator.
 type Checkpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -473,14 +805,27 @@ type Checkpoint struct {
 	// Event-time watermark after applying seq: the largest event time seen.
 	WatermarkUnixMs int64 `protobuf:"varint,2,opt,name=watermark_unix_ms,json=watermarkUnixMs,proto3" json:"watermark_unix_ms,omitempty"`
 	// Member that wrote it, for operators.
-	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Raw batches applied to this partition, deduplicated without a time
+	// limit: every raw sequence at or below raw_low is applied (or was
+	// declared lost), and raw_ranges lists the applied ones above it as
+	// [first, last] pairs.
+	RawLow    uint64   `protobuf:"varint,4,opt,name=raw_low,json=rawLow,proto3" json:"raw_low,omitempty"`
+	RawRanges []uint64 `protobuf:"varint,5,rep,packed,name=raw_ranges,json=rawRanges,proto3" json:"raw_ranges,omitempty"`
+	// Raw batches found missing: gone from the streams before this partition
+	// saw them (retention), counted once each.
+	LostBatches uint64 `protobuf:"varint,6,opt,name=lost_batches,json=lostBatches,proto3" json:"lost_batches,omitempty"`
+	// Highest raw sequence applied from a format 1 record batch: format 1
+	// parsers published nothing for partitions without records, so holes at
+	// or below it are not losses.
+	LegacyRawMax  uint64 `protobuf:"varint,7,opt,name=legacy_raw_max,json=legacyRawMax,proto3" json:"legacy_raw_max,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +837,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +850,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Checkpoint) GetSeq() uint64 {
@@ -529,6 +874,34 @@ func (x *Checkpoint) GetOwner() string {
 	return ""
 }
 
+func (x *Checkpoint) GetRawLow() uint64 {
+	if x != nil {
+		return x.RawLow
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetRawRanges() []uint64 {
+	if x != nil {
+		return x.RawRanges
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetLostBatches() uint64 {
+	if x != nil {
+		return x.LostBatches
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetLegacyRawMax() uint64 {
+	if x != nil {
+		return x.LegacyRawMax
+	}
+	return 0
+}
+
 var File_logtally_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_logtally_v1_pipeline_proto_rawDesc = "" +
@@ -543,20 +916,27 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"\toversized\x18\x06 \x03(\v2\x1a.logtally.v1.OversizedLineR\toversized\"?\n" +
 	"\rOversizedLine\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x16\n" +
-	"\x06length\x18\x02 \x01(\x04R\x06length\"\xb3\x02\n" +
+	"\x06length\x18\x02 \x01(\x04R\x06length\"\xfd\x03\n" +
 	"\vRecordBatch\x12\x14\n" +
 	"\x05addrs\x18\x01 \x01(\fR\x05addrs\x12\x1d\n" +
 	"\btimes_ms\x18\x02 \x03(\x03B\x02\x10\x01R\atimesMs\x12\x17\n" +
 	"\araw_seq\x18\x03 \x01(\x04R\x06rawSeq\x12!\n" +
 	"\fdead_letters\x18\x04 \x01(\x04R\vdeadLetters\x12(\n" +
-	"\x10received_unix_ms\x18\x05 \x01(\x03R\x0ereceivedUnixMs\x12\x18\n" +
-	"\amethods\x18\x06 \x03(\tR\amethods\x12\x14\n" +
-	"\x05paths\x18\a \x03(\tR\x05paths\x12\x1e\n" +
-	"\bstatuses\x18\b \x03(\rB\x02\x10\x01R\bstatuses\x12\x18\n" +
-	"\x05sizes\x18\t \x03(\x04B\x02\x10\x01R\x05sizes\x12\x1f\n" +
-	"\vuser_agents\x18\n" +
-	" \x03(\tR\n" +
-	"userAgents\"\xa6\x01\n" +
+	"\x10received_unix_ms\x18\x05 \x01(\x03R\x0ereceivedUnixMs\x12\x16\n" +
+	"\x06format\x18\v \x01(\rR\x06format\x12\x1c\n" +
+	"\aminutes\x18\f \x03(\x03B\x02\x10\x01R\aminutes\x12\x1f\n" +
+	"\vgroup_addrs\x18\r \x01(\fR\n" +
+	"groupAddrs\x12\x1e\n" +
+	"\brequests\x18\x0e \x03(\x04B\x02\x10\x01R\brequests\x12!\n" +
+	"\n" +
+	"status_4xx\x18\x0f \x03(\x04B\x02\x10\x01R\tstatus4xx\x12!\n" +
+	"\n" +
+	"status_5xx\x18\x10 \x03(\x04B\x02\x10\x01R\tstatus5xx\x12'\n" +
+	"\rauth_failures\x18\x11 \x03(\x04B\x02\x10\x01R\fauthFailures\x12!\n" +
+	"\n" +
+	"bytes_sent\x18\x12 \x03(\x04B\x02\x10\x01R\tbytesSentJ\x04\b\x06\x10\aJ\x04\b\a\x10\bJ\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"J\x04\b\n" +
+	"\x10\vR\amethodsR\x05pathsR\bstatusesR\x05sizesR\vuser_agents\"\xa6\x01\n" +
 	"\n" +
 	"DeadLetter\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\fR\x04line\x12\x16\n" +
@@ -564,18 +944,55 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"\x04peer\x18\x03 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12(\n" +
 	"\x10received_unix_ms\x18\x05 \x01(\x03R\x0ereceivedUnixMs\x12\x16\n" +
-	"\x06length\x18\x06 \x01(\x04R\x06length\"\x91\x01\n" +
+	"\x06length\x18\x06 \x01(\x04R\x06length\"\x9f\x01\n" +
+	"\bCounters\x12\x1a\n" +
+	"\brequests\x18\x01 \x01(\x04R\brequests\x12\x1d\n" +
+	"\n" +
+	"status_4xx\x18\x02 \x01(\x04R\tstatus4xx\x12\x1d\n" +
+	"\n" +
+	"status_5xx\x18\x03 \x01(\x04R\tstatus5xx\x12#\n" +
+	"\rauth_failures\x18\x04 \x01(\x04R\fauthFailures\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"\xb6\x02\n" +
 	"\vWindowState\x12\x19\n" +
 	"\blast_seq\x18\x01 \x01(\x04R\alastSeq\x12\x14\n" +
 	"\x05addrs\x18\x02 \x01(\fR\x05addrs\x12\x1a\n" +
 	"\x06counts\x18\x03 \x03(\x04B\x02\x10\x01R\x06counts\x12!\n" +
 	"\fdead_letters\x18\x04 \x01(\x04R\vdeadLetters\x12\x12\n" +
-	"\x04late\x18\x05 \x01(\x04R\x04late\"`\n" +
+	"\x04late\x18\x05 \x01(\x04R\x04late\x12\x16\n" +
+	"\x06format\x18\x06 \x01(\rR\x06format\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x04R\n" +
+	"generation\x12-\n" +
+	"\x06totals\x18\b \x01(\v2\x15.logtally.v1.CountersR\x06totals\x12\x16\n" +
+	"\x06inline\x18\t \x01(\fR\x06inline\x12$\n" +
+	"\x04runs\x18\n" +
+	" \x03(\v2\x10.logtally.v1.RunR\x04runs\"\xcc\x01\n" +
+	"\x03Run\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\x04R\aentries\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\x12\x18\n" +
+	"\x05slots\x18\x04 \x03(\rB\x02\x10\x01R\x05slots\x12\x16\n" +
+	"\x06firsts\x18\x05 \x01(\fR\x06firsts\x12\x1b\n" +
+	"\thead_slot\x18\x06 \x01(\rR\bheadSlot\x12&\n" +
+	"\x0fwritten_unix_ms\x18\a \x01(\x03R\rwrittenUnixMs\"c\n" +
+	"\vWindowChunk\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\fR\aentries\x12\x1a\n" +
+	"\x06bounds\x18\x03 \x03(\x04B\x02\x10\x01R\x06bounds\"\xe5\x01\n" +
 	"\n" +
 	"Checkpoint\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12*\n" +
 	"\x11watermark_unix_ms\x18\x02 \x01(\x03R\x0fwatermarkUnixMs\x12\x14\n" +
-	"\x05owner\x18\x03 \x01(\tR\x05ownerB\xa6\x01\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x17\n" +
+	"\araw_low\x18\x04 \x01(\x04R\x06rawLow\x12!\n" +
+	"\n" +
+	"raw_ranges\x18\x05 \x03(\x04B\x02\x10\x01R\trawRanges\x12!\n" +
+	"\flost_batches\x18\x06 \x01(\x04R\vlostBatches\x12$\n" +
+	"\x0elegacy_raw_max\x18\a \x01(\x04R\flegacyRawMaxB\xa6\x01\n" +
 	"\x0fcom.logtally.v1B\rPipelineProtoP\x01Z7github.com/logtally/logtally/gen/logtally/v1;logtallyv1\xa2\x02\x03LXX\xaa\x02\vLogtally.V1\xca\x02\vLogtally\\V1\xe2\x02\x17Logtally\\V1\\GPBMetadata\xea\x02\fLogtally::V1b\x06proto3"
 
 var (
@@ -590,22 +1007,27 @@ func file_logtally_v1_pipeline_proto_rawDescGZIP() []byte {
 	return file_logtally_v1_pipeline_proto_rawDescData
 }
 
-var file_logtally_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_logtally_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_logtally_v1_pipeline_proto_goTypes = []any{
 	(*RawBatch)(nil),      // 0: logtally.v1.RawBatch
 	(*OversizedLine)(nil), // 1: logtally.v1.OversizedLine
 	(*RecordBatch)(nil),   // 2: logtally.v1.RecordBatch
 	(*DeadLetter)(nil),    // 3: logtally.v1.DeadLetter
-	(*WindowState)(nil),   // 4: logtally.v1.WindowState
-	(*Checkpoint)(nil),    // 5: logtally.v1.Checkpoint
+	(*Counters)(nil),      // 4: logtally.v1.Counters
+	(*WindowState)(nil),   // 5: logtally.v1.WindowState
+	(*Run)(nil),           // 6: logtally.v1.Run
+	(*WindowChunk)(nil),   // 7: logtally.v1.WindowChunk
+	(*Checkpoint)(nil),    // 8: logtally.v1.Checkpoint
 }
 var file_logtally_v1_pipeline_proto_depIdxs = []int32{
 	1, // 0: logtally.v1.RawBatch.oversized:type_name -> logtally.v1.OversizedLine
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 1: logtally.v1.WindowState.totals:type_name -> logtally.v1.Counters
+	6, // 2: logtally.v1.WindowState.runs:type_name -> logtally.v1.Run
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_logtally_v1_pipeline_proto_init() }
@@ -619,7 +1041,7 @@ func file_logtally_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logtally_v1_pipeline_proto_rawDesc), len(file_logtally_v1_pipeline_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
