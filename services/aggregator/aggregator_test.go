@@ -35,7 +35,10 @@ func testTopology() topology.Config {
 }
 
 func testConfig() Config {
-	return Config{FlushInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, AllowedLateness: 48 * time.Hour, PurgeEvery: 3, MaxCachedWindows: 64}
+	return Config{
+		FlushInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, AllowedLateness: 48 * time.Hour,
+		PurgeEvery: 3, MaxOpenWindows: 64, MaxPendingEntries: 1 << 16, ChunkBytes: 256 << 10, GapCheckInterval: 200 * time.Millisecond,
+	}
 }
 
 type instance struct {
@@ -82,30 +85,34 @@ func (i *instance) kill() {
 	i.conn.NC.Close()
 }
 
-// event is one record of the reference input.
+// event is one line of the reference input, with its classes.
 type event struct {
 	addr netip.Addr
 	ms   int64
+	c    counts.Counters // Requests is 1
 }
 
 // reference counts events per (resolution, window start, ip): the oracle.
-type reference map[string]map[int64]map[netip.Addr]uint64
+type reference map[string]map[int64]map[netip.Addr]counts.Counters
 
 func (r reference) add(res []topology.Resolution, e event) {
 	for _, rs := range res {
 		size := rs.Size.Milliseconds()
 		start := floorDiv(e.ms, size) * size / 1000
 		if r[rs.Name] == nil {
-			r[rs.Name] = map[int64]map[netip.Addr]uint64{}
+			r[rs.Name] = map[int64]map[netip.Addr]counts.Counters{}
 		}
 		if r[rs.Name][start] == nil {
-			r[rs.Name][start] = map[netip.Addr]uint64{}
+			r[rs.Name][start] = map[netip.Addr]counts.Counters{}
 		}
-		r[rs.Name][start][e.addr]++
+		c := r[rs.Name][start][e.addr]
+		c.Add(e.c)
+		r[rs.Name][start][e.addr] = c
 	}
 }
 
-// stored reads every window of every bucket back.
+// stored reads every window of every bucket back, as a new reader would:
+// each manifest, then its runs chunk by chunk.
 func stored(t *testing.T, js jetstream.JetStream, res []topology.Resolution) (reference, uint64, uint64) {
 	t.Helper()
 	ctx := context.Background()
@@ -116,7 +123,11 @@ func stored(t *testing.T, js jetstream.JetStream, res []topology.Resolution) (re
 		if err != nil {
 			t.Fatal(err)
 		}
-		lister, err := kv.ListKeys(ctx)
+		st, err := counts.NewStore(ctx, js, rs.Bucket(), counts.DefaultLayout(0, rs.Retention))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lister, err := kv.ListKeysFiltered(ctx, "*.*")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,26 +136,36 @@ func stored(t *testing.T, js jetstream.JetStream, res []topology.Resolution) (re
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := kv.Get(ctx, key)
+			m, _, err := st.Load(ctx, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := counts.Unmarshal(e.Value())
+			if m == nil {
+				continue
+			}
+			entries, err := st.ReadAll(ctx, key, m)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if rs.Name == res[0].Name {
-				dead += w.DeadLetters
-				late += w.Late
+				dead += m.DeadLetters
+				late += m.Late
 			}
-			for a, c := range w.Counts {
+			var sum counts.Counters
+			for _, e := range entries {
 				if out[rs.Name] == nil {
-					out[rs.Name] = map[int64]map[netip.Addr]uint64{}
+					out[rs.Name] = map[int64]map[netip.Addr]counts.Counters{}
 				}
 				if out[rs.Name][start.Unix()] == nil {
-					out[rs.Name][start.Unix()] = map[netip.Addr]uint64{}
+					out[rs.Name][start.Unix()] = map[netip.Addr]counts.Counters{}
 				}
-				out[rs.Name][start.Unix()][counts.Unpack(a)] += c
+				c := out[rs.Name][start.Unix()][counts.Unpack(e.Addr)]
+				c.Add(e.Counters)
+				out[rs.Name][start.Unix()][counts.Unpack(e.Addr)] = c
+				sum.Add(e.Counters)
+			}
+			if sum != m.Totals {
+				t.Fatalf("%s/%s: totals %+v, entries add up to %+v", rs.Bucket(), key, m.Totals, sum)
 			}
 		}
 	}
@@ -157,7 +178,7 @@ func diff(want, got reference) string {
 		for start, ips := range ws {
 			for ip, c := range ips {
 				if g := got[res][start][ip]; g != c {
-					problems = append(problems, fmt.Sprintf("%s window %d ip %s: want %d got %d", res, start, ip, c, g))
+					problems = append(problems, fmt.Sprintf("%s window %d ip %s: want %+v got %+v", res, start, ip, c, g))
 				}
 			}
 		}
@@ -166,7 +187,7 @@ func diff(want, got reference) string {
 		for start, ips := range ws {
 			for ip, c := range ips {
 				if _, ok := want[res][start][ip]; !ok {
-					problems = append(problems, fmt.Sprintf("%s window %d ip %s: unexpected count %d", res, start, ip, c))
+					problems = append(problems, fmt.Sprintf("%s window %d ip %s: unexpected %+v", res, start, ip, c))
 				}
 			}
 		}
@@ -181,7 +202,9 @@ func diff(want, got reference) string {
 	return fmt.Sprint(problems)
 }
 
-// publisher plays the parser: record batches on logs.parsed.<p>.
+// publisher plays the parser: for every "raw batch" of 200 events, one
+// format 2 record batch per partition (empty ones too), grouped per
+// (minute, IP).
 type publisher struct {
 	js    jetstream.JetStream
 	n     int
@@ -191,40 +214,76 @@ type publisher struct {
 
 func (p *publisher) publish(t *testing.T, events []event, deadPerBatch uint64) {
 	t.Helper()
-	ctx := context.Background()
 	for i := 0; i < len(events); i += 200 {
 		end := min(i+200, len(events))
-		out := map[int]*logtallyv1.RecordBatch{}
-		for _, e := range events[i:end] {
-			a := counts.Pack(e.addr)
-			part := counts.Partition(a, p.n)
-			b := out[part]
-			if b == nil {
-				b = &logtallyv1.RecordBatch{ReceivedUnixMs: e.ms}
-				out[part] = b
-			}
-			b.Addrs = append(b.Addrs, a[:]...)
-			b.TimesMs = append(b.TimesMs, e.ms)
-		}
-		if deadPerBatch > 0 {
-			part := p.batch % p.n
-			if out[part] == nil {
-				out[part] = &logtallyv1.RecordBatch{ReceivedUnixMs: events[i].ms}
-			}
-			out[part].DeadLetters = deadPerBatch
-			p.dead += deadPerBatch
-		}
-		for part, b := range out {
-			data, err := proto.Marshal(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			id := "b" + strconv.Itoa(p.batch) + ".p" + strconv.Itoa(part)
-			if _, err := p.js.Publish(ctx, topology.ParsedSubject(part), data, jetstream.WithMsgID(id)); err != nil {
-				t.Fatalf("publish: %v", err)
-			}
-		}
 		p.batch++
+		p.publishRaw(t, uint64(p.batch), events[i:end], events[i].ms, deadPerBatch)
+	}
+}
+
+type groupKey struct {
+	minute int64
+	addr   [counts.AddrLen]byte
+}
+
+// encodeBatches groups events per partition as the parser does.
+func encodeBatches(t testing.TB, n int, rawSeq uint64, events []event, receivedMS int64, dead uint64) [][]byte {
+	groups := make([]map[groupKey]counts.Counters, n)
+	for _, e := range events {
+		a := counts.Pack(e.addr)
+		part := counts.Partition(a, n)
+		if groups[part] == nil {
+			groups[part] = map[groupKey]counts.Counters{}
+		}
+		k := groupKey{floorDiv(e.ms, 60_000), a}
+		c := groups[part][k]
+		c.Add(e.c)
+		groups[part][k] = c
+	}
+	out := make([][]byte, n)
+	for part := range n {
+		b := &logtallyv1.RecordBatch{Format: 2, RawSeq: rawSeq, ReceivedUnixMs: receivedMS}
+		keys := make([]groupKey, 0, len(groups[part]))
+		for k := range groups[part] {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].minute != keys[j].minute {
+				return keys[i].minute < keys[j].minute
+			}
+			return counts.CompareAddr(&keys[i].addr, &keys[j].addr) < 0
+		})
+		for _, k := range keys {
+			c := groups[part][k]
+			b.Minutes = append(b.Minutes, k.minute)
+			b.GroupAddrs = append(b.GroupAddrs, k.addr[:]...)
+			b.Requests = append(b.Requests, c.Requests)
+			b.Status_4Xx = append(b.Status_4Xx, c.Status4xx)
+			b.Status_5Xx = append(b.Status_5Xx, c.Status5xx)
+			b.AuthFailures = append(b.AuthFailures, c.AuthFailures)
+			b.BytesSent = append(b.BytesSent, c.Bytes)
+		}
+		if dead > 0 && uint64(part) == rawSeq%uint64(n) {
+			b.DeadLetters = dead
+		}
+		data, err := proto.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[part] = data
+	}
+	return out
+}
+
+func (p *publisher) publishRaw(t *testing.T, rawSeq uint64, events []event, receivedMS int64, dead uint64) {
+	t.Helper()
+	ctx := context.Background()
+	p.dead += dead
+	for part, data := range encodeBatches(t, p.n, rawSeq, events, receivedMS, dead) {
+		id := "r" + strconv.FormatUint(rawSeq, 10) + ".p" + strconv.Itoa(part)
+		if _, err := p.js.Publish(ctx, topology.ParsedSubject(part), data, jetstream.WithMsgID(id)); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
 	}
 }
 
@@ -242,7 +301,16 @@ func genEvents(rng *rand.Rand, n int, base time.Time, span time.Duration, ips in
 		// Mostly in order, with some disorder as real logs have.
 		off := time.Duration(float64(span) * float64(i) / float64(n))
 		off += time.Duration(rng.IntN(90)-60) * time.Second
-		out[i] = event{addr: a, ms: base.Add(off).UnixMilli()}
+		c := counts.Counters{Requests: 1, Bytes: k * 7 % 5000}
+		switch k % 10 {
+		case 3:
+			c.Status4xx = 1
+		case 5:
+			c.Status5xx = 1
+		case 7:
+			c.Status4xx, c.AuthFailures = 1, 1 // a 401
+		}
+		out[i] = event{addr: a, ms: base.Add(off).UnixMilli(), c: c}
 	}
 	return out
 }
@@ -395,16 +463,17 @@ func TestLateRecords(t *testing.T) {
 	// Last year's log replayed counts normally: lateness is event time.
 	old := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	a := netip.MustParseAddr("203.0.113.7")
-	events := []event{{a, old.UnixMilli()}, {a, old.Add(time.Minute).UnixMilli()}}
+	one := counts.Counters{Requests: 1}
+	events := []event{{a, old.UnixMilli(), one}, {a, old.Add(time.Minute).UnixMilli(), one}}
 	// Then a record far ahead moves the watermark; an old one after it is late.
 	b := netip.MustParseAddr("198.51.100.4")
 	pub := &publisher{js: js, n: topo.Partitions}
 	pub.publish(t, events, 0)
-	pub.publish(t, []event{{a, old.Add(72 * time.Hour).UnixMilli()}}, 0)
-	pub.publish(t, []event{{a, old.Add(2 * time.Minute).UnixMilli()}, {b, old.Add(72 * time.Hour).UnixMilli()}}, 0)
+	pub.publish(t, []event{{a, old.Add(72 * time.Hour).UnixMilli(), one}}, 0)
+	pub.publish(t, []event{{a, old.Add(2 * time.Minute).UnixMilli(), one}, {b, old.Add(72 * time.Hour).UnixMilli(), one}}, 0)
 
 	ref := reference{}
-	for _, e := range append(events, event{a, old.Add(72 * time.Hour).UnixMilli()}, event{b, old.Add(72 * time.Hour).UnixMilli()}) {
+	for _, e := range append(events, event{a, old.Add(72 * time.Hour).UnixMilli(), one}, event{b, old.Add(72 * time.Hour).UnixMilli(), one}) {
 		ref.add(topo.Resolutions, e)
 	}
 	deadline := time.Now().Add(30 * time.Second)

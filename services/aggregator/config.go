@@ -9,11 +9,14 @@ import (
 
 // Config of the aggregator stage.
 type Config struct {
-	FlushInterval    time.Duration `yaml:"flush_interval"`
-	Heartbeat        time.Duration `yaml:"heartbeat"`
-	AllowedLateness  time.Duration `yaml:"allowed_lateness"`
-	PurgeEvery       int           `yaml:"purge_every"`
-	MaxCachedWindows int           `yaml:"max_cached_windows"`
+	FlushInterval     time.Duration `yaml:"flush_interval"`
+	Heartbeat         time.Duration `yaml:"heartbeat"`
+	AllowedLateness   time.Duration `yaml:"allowed_lateness"`
+	PurgeEvery        int           `yaml:"purge_every"`
+	MaxOpenWindows    int           `yaml:"max_open_windows"`
+	MaxPendingEntries int           `yaml:"max_pending_entries"`
+	ChunkBytes        int           `yaml:"chunk_bytes"`
+	GapCheckInterval  time.Duration `yaml:"gap_check_interval"`
 }
 
 // RegisterFlags registers the aggregator.* flags.
@@ -22,7 +25,10 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.Heartbeat, "aggregator.heartbeat", time.Second, "membership heartbeat and rebalance interval; must be well under the member TTL")
 	f.DurationVar(&c.AllowedLateness, "aggregator.allowed-lateness", 48*time.Hour, "records older than the partition's event-time watermark minus this go to the late subject; at most the shortest window retention")
 	f.IntVar(&c.PurgeEvery, "aggregator.purge-every", 10, "purge a partition's parsed messages up to its checkpoint every N flushes (0 keeps them until the stream's max age)")
-	f.IntVar(&c.MaxCachedWindows, "aggregator.max-cached-windows", 4096, "clean windows kept in memory per partition before the oldest are evicted")
+	f.IntVar(&c.MaxOpenWindows, "aggregator.max-open-windows", 1024, "windows a partition keeps open in memory (their manifests, never their runs); past it the least recently used clean ones are evicted")
+	f.IntVar(&c.MaxPendingEntries, "aggregator.max-pending-entries", 128<<10, "uncommitted (window, IP) entries a partition holds before it flushes early, bounding memory under bursts")
+	f.IntVar(&c.ChunkBytes, "aggregator.chunk-bytes", 256<<10, "target size of a window chunk value (at most 256 KiB; capped to half the server's max_payload)")
+	f.DurationVar(&c.GapCheckInterval, "aggregator.gap-check-interval", 5*time.Second, "how often the raw and parsed streams are sampled to find raw batches that were lost before they were counted")
 }
 
 // Validate checks the configuration.
@@ -40,8 +46,17 @@ func (c *Config) Validate() error {
 	if c.PurgeEvery < 0 {
 		errs = append(errs, fmt.Errorf("aggregator.purge-every must not be negative, got %d", c.PurgeEvery))
 	}
-	if c.MaxCachedWindows < 1 {
-		errs = append(errs, fmt.Errorf("aggregator.max-cached-windows must be at least 1, got %d", c.MaxCachedWindows))
+	if c.MaxOpenWindows < 1 {
+		errs = append(errs, fmt.Errorf("aggregator.max-open-windows must be at least 1, got %d", c.MaxOpenWindows))
+	}
+	if c.MaxPendingEntries < 1 {
+		errs = append(errs, fmt.Errorf("aggregator.max-pending-entries must be at least 1, got %d", c.MaxPendingEntries))
+	}
+	if c.ChunkBytes < 4<<10 || c.ChunkBytes > 256<<10 {
+		errs = append(errs, fmt.Errorf("aggregator.chunk-bytes must be between 4 KiB and 256 KiB, got %d", c.ChunkBytes))
+	}
+	if c.GapCheckInterval <= 0 {
+		errs = append(errs, fmt.Errorf("aggregator.gap-check-interval must be positive, got %s", c.GapCheckInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,8 @@ var (
 	ErrFenced = errors.New("state changed by another owner")
 	// ErrBadBatch means a record batch could not be decoded.
 	ErrBadBatch = errors.New("bad record batch")
+	// ErrBadCheckpoint means a checkpoint could not be decoded.
+	ErrBadCheckpoint = errors.New("bad checkpoint")
 
 	// errLateRecords means late records could not be published; the
 	// session restarts so that they are published again.

@@ -1,14 +1,15 @@
 package aggregator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -23,27 +24,47 @@ type windowKey struct {
 	start int64 // unix seconds
 }
 
+// window is what a partition holds of one window: its manifest as last
+// read or written (small: the inline entries and the list of runs, never
+// the runs themselves) and the changes not yet committed.
 type window struct {
-	*counts.Window
-	rev   uint64 // KV revision the value was read at or written as; 0 = absent
-	dirty bool
-	used  uint64 // position when last touched, for eviction
+	key     string
+	m       *counts.Manifest // nil: the window does not exist yet
+	rev     uint64           // revision of the manifest key; 0 = absent
+	pending map[[counts.AddrLen]byte]counts.Counters
+	dead    uint64
+	late    uint64
+	dirty   bool
+	used    uint64 // position when last touched: eviction is oldest first
 }
 
-// partition applies the records of one partition to its windows. It is
-// driven by a single goroutine; nothing in it is shared.
+func (w *window) lastSeq() uint64 {
+	if w.m == nil {
+		return 0
+	}
+	return w.m.LastSeq
+}
+
+// partition applies the record batches of one partition to its windows. It
+// is driven by a single goroutine; nothing in it is shared.
 type partition struct {
 	s *Service
 	p int
 
-	pos   uint64 // stream sequence of the last applied message
-	cpSeq uint64 // sequence of the last checkpoint written or read
-	wm    int64  // event-time watermark, unix ms
-	cpRev uint64 // revision of the checkpoint key
+	pos     uint64 // stream sequence of the last applied message
+	cpSeq   uint64 // sequence of the last checkpoint written or read
+	wm      int64  // event-time watermark, unix ms
+	cpRev   uint64 // revision of the checkpoint key
+	raw     rawSet // raw batches applied
+	lost    uint64 // raw batches declared lost
+	legacy  uint64 // highest raw sequence of a format 1 batch
+	untrack bool   // checkpoint predates raw tracking: legacy is set by the first batch
+	sample  *rawSample
 
 	windows  map[windowKey]*window
-	last     []*window // per resolution: the window of the previous record
+	last     []*window // per resolution: the window of the previous group
 	lastKey  []windowKey
+	pendingN int // entries pending in all windows
 	late     []jetstream.PubAckFuture
 	flushes  int
 	failures int // consecutive failed flushes
@@ -56,6 +77,7 @@ func checkpointKey(p int) string { return "cp." + strconv.Itoa(p) }
 // is closed (flush, then return). Failures restart from the checkpoint.
 func (pt *partition) run(ctx context.Context, release <-chan struct{}) {
 	log := pt.s.log.With("partition", pt.p)
+	defer pt.forgetGauges()
 	for {
 		err := pt.session(ctx, release)
 		if err == nil || ctx.Err() != nil {
@@ -78,13 +100,27 @@ func (pt *partition) run(ctx context.Context, release <-chan struct{}) {
 	}
 }
 
+// forgetGauges drops the partition's labelled gauges when it leaves this
+// instance, so that a moved partition is not reported twice.
+func (pt *partition) forgetGauges() {
+	l := strconv.Itoa(pt.p)
+	pt.s.m.pending.DeleteLabelValues(l)
+	pt.s.m.watermark.DeleteLabelValues(l)
+	pt.s.m.openWindows.Sub(float64(len(pt.windows)))
+	pt.s.m.pendingEntries.Sub(float64(pt.pendingN))
+	pt.windows, pt.pendingN = nil, 0
+}
+
 // session loads the checkpoint and applies messages after it. Every session
 // starts from what is durable in KV, so a restart never double counts.
 func (pt *partition) session(ctx context.Context, release <-chan struct{}) error {
-	pt.windows = map[windowKey]*window{}
+	pt.s.m.openWindows.Sub(float64(len(pt.windows)))
+	pt.s.m.pendingEntries.Sub(float64(pt.pendingN))
+	pt.windows, pt.pendingN = map[windowKey]*window{}, 0
 	pt.last = make([]*window, len(pt.s.res))
 	pt.lastKey = make([]windowKey, len(pt.s.res))
 	pt.late = nil
+	pt.sample = nil
 	if err := pt.loadCheckpoint(ctx); err != nil {
 		return err
 	}
@@ -138,6 +174,14 @@ func (pt *partition) session(ctx context.Context, release <-chan struct{}) error
 		case m := <-msgs:
 			if err := pt.apply(ctx, m); err != nil {
 				return err
+			}
+			if pt.pendingN > pt.s.cfg.MaxPendingEntries {
+				// A burst over many windows (or many IPs): write it out now
+				// rather than hold it until the tick.
+				pt.s.m.earlyFlushes.Inc()
+				if err := pt.flushOrRetry(ctx); err != nil {
+					return err
+				}
 			}
 		case <-tick.C:
 			if err := pt.flushOrRetry(ctx); err != nil {
@@ -198,16 +242,18 @@ func (pt *partition) finalFlush(ctx context.Context) error {
 }
 
 // retryable tells whether a failed flush may be tried again with the same
-// in-memory state: not after losing a compare-and-swap, and not after late
-// records could not be published (their futures are spent; a restart
-// publishes them again under the same message IDs).
+// in-memory state: not after losing a compare-and-swap, not for a window
+// that cannot be written at all, and not after late records could not be
+// published (their futures are spent; a restart publishes them again under
+// the same message IDs).
 func retryable(err error) bool {
 	return !errors.Is(err, ErrFenced) && !errors.Is(err, errLateRecords) &&
-		!errors.Is(err, context.Canceled)
+		!errors.Is(err, counts.ErrTooLarge) && !errors.Is(err, context.Canceled)
 }
 
 func (pt *partition) loadCheckpoint(ctx context.Context) error {
 	pt.pos, pt.wm, pt.cpRev, pt.cpSeq = 0, 0, 0, 0
+	pt.raw, pt.lost, pt.legacy, pt.untrack = rawSet{}, 0, 0, false
 	e, err := pt.s.state.Get(ctx, checkpointKey(pt.p))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
@@ -219,11 +265,20 @@ func (pt *partition) loadCheckpoint(ctx context.Context) error {
 	if err := proto.Unmarshal(e.Value(), &cp); err != nil {
 		return fmt.Errorf("decode checkpoint of partition %d: %w", pt.p, err)
 	}
+	if !pt.raw.setRanges(cp.RawLow, cp.RawRanges) {
+		return fmt.Errorf("checkpoint of partition %d: %w: bad raw ranges", pt.p, ErrBadCheckpoint)
+	}
 	pt.pos, pt.wm, pt.cpRev, pt.cpSeq = cp.Seq, cp.WatermarkUnixMs, e.Revision(), cp.Seq
+	pt.lost, pt.legacy = cp.LostBatches, cp.LegacyRawMax
+	// A checkpoint of a release before raw tracking: what came before was
+	// counted without it, so only raw batches from the first one seen on
+	// can be recognised as missing.
+	pt.untrack = cp.Seq > 0 && cp.RawLow == 0 && len(cp.RawRanges) == 0 && cp.LegacyRawMax == 0
 	return nil
 }
 
-// apply counts one message. A record of message seq goes into window w only
+// apply counts one message. A record batch is applied at most once per raw
+// batch (the raw set), and a group of message seq goes into window w only
 // if seq > w.LastSeq: w already holds every record of seqs up to LastSeq.
 func (pt *partition) apply(ctx context.Context, m jetstream.Msg) error {
 	meta, err := m.Metadata()
@@ -245,48 +300,86 @@ func (pt *partition) apply(ctx context.Context, m jetstream.Msg) error {
 		pt.pos = seq
 		return nil
 	}
+	if b.rawSeq != 0 {
+		if pt.untrack {
+			pt.legacy = max(pt.legacy, b.rawSeq-1)
+			pt.untrack = false
+		}
+		if pt.raw.has(b.rawSeq) {
+			// Republished after JetStream's duplicate window (a parser that
+			// crashed half way through the batch and came back later).
+			pt.s.m.dupBatches.Inc()
+			pt.pos = seq
+			pt.checkRaw()
+			return nil
+		}
+	}
+	if err := pt.applyGroups(ctx, seq, b); err != nil {
+		return err
+	}
+	if b.rawSeq != 0 {
+		pt.raw.add(b.rawSeq)
+		if b.format == 0 {
+			pt.legacy = max(pt.legacy, b.rawSeq)
+		}
+	}
+	pt.pos = seq
+	pt.checkRaw()
+	return nil
+}
+
+func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) error {
 	lateness := pt.s.cfg.AllowedLateness.Milliseconds()
-	var lateAddrs []byte
-	var lateTimes []int64
-	var applied, skipped int
-	for i, t := range b.times {
-		addr := [counts.AddrLen]byte(b.addrs[i*counts.AddrLen : (i+1)*counts.AddrLen])
+	var late []int // groups
+	var lateRequests uint64
+	var applied, skipped uint64
+	for i := range b.groups() {
+		t := b.minutes[i] * 60_000
+		c := b.counters[i]
 		if pt.wm != 0 && t < pt.wm-lateness {
-			lateAddrs = append(lateAddrs, addr[:]...)
-			lateTimes = append(lateTimes, t)
+			late = append(late, i)
+			lateRequests += c.Requests
 			continue
 		}
 		if t > pt.wm {
 			pt.wm = t
 		}
+		addr := b.addr(i)
 		for r := range pt.s.res {
 			w, err := pt.windowFor(ctx, r, t, seq)
 			if err != nil {
 				return err
 			}
-			if seq > w.LastSeq {
-				w.Counts[addr]++
-				w.dirty = true
-				if r == 0 {
-					applied++
-				}
-			} else if r == 0 {
-				skipped++
+			if seq <= w.lastSeq() {
+				skipped += c.Requests
+				continue
 			}
+			if w.pending == nil {
+				w.pending = make(map[[counts.AddrLen]byte]counts.Counters)
+			}
+			old, ok := w.pending[addr]
+			if !ok {
+				pt.pendingN++
+				pt.s.m.pendingEntries.Inc()
+			}
+			old.Add(c)
+			w.pending[addr] = old
+			w.dirty = true
+			applied++
 		}
 	}
-	if len(lateTimes) > 0 {
+	if len(late) > 0 {
 		for r := range pt.s.res {
 			w, err := pt.windowFor(ctx, r, pt.wm, seq)
 			if err != nil {
 				return err
 			}
-			if seq > w.LastSeq {
-				w.Late += uint64(len(lateTimes))
+			if seq > w.lastSeq() {
+				w.late += lateRequests
 				w.dirty = true
 			}
 		}
-		if err := pt.publishLate(seq, lateAddrs, lateTimes); err != nil {
+		if err := pt.publishLate(seq, b, late); err != nil {
 			return err
 		}
 	}
@@ -296,17 +389,44 @@ func (pt *partition) apply(ctx context.Context, m jetstream.Msg) error {
 			if err != nil {
 				return err
 			}
-			if seq > w.LastSeq {
-				w.DeadLetters += b.deadLetters
+			if seq > w.lastSeq() {
+				w.dead += b.deadLetters
 				w.dirty = true
 			}
 		}
 	}
-	pt.s.m.records.Add(float64(applied))
+	pt.s.m.increments.Add(float64(applied))
 	pt.s.m.skipped.Add(float64(skipped))
-	pt.s.m.late.Add(float64(len(lateTimes)))
-	pt.pos = seq
+	pt.s.m.late.Add(float64(lateRequests))
 	return nil
+}
+
+// checkRaw applies the newest sample of the raw stream once this partition
+// has read everything that was in the parsed stream when it was taken: raw
+// batches below the sample's first sequence are then either applied or
+// lost for good (gone from the raw stream, and their outputs, which were
+// published before the raw batch was acknowledged, are not in the parsed
+// stream any more).
+func (pt *partition) checkRaw() {
+	if pt.sample == nil {
+		pt.sample = pt.s.rawSample.Load()
+	}
+	sm := pt.sample
+	if sm == nil || pt.pos < sm.parsedLast || sm.rawFirst == 0 {
+		return
+	}
+	pt.sample = nil
+	if pt.untrack {
+		return // nothing seen yet since the upgrade
+	}
+	missing, first := pt.raw.advance(sm.rawFirst-1, pt.legacy)
+	if missing == 0 {
+		return
+	}
+	pt.lost += missing
+	pt.s.m.lostBatches.Add(float64(missing))
+	pt.s.log.Error("raw batches lost before this partition counted them: they left the raw or parsed stream (retention or limits) before an aggregator read them",
+		"partition", pt.p, "lost_batches", missing, "first_raw_seq", first, "raw_first_seq", sm.rawFirst)
 }
 
 func floorDiv(a, b int64) int64 {
@@ -318,7 +438,7 @@ func floorDiv(a, b int64) int64 {
 }
 
 // windowFor returns the window of resolution r holding event time tms,
-// reading it from KV the first time it is needed.
+// reading its manifest from KV the first time it is needed.
 func (pt *partition) windowFor(ctx context.Context, r int, tms int64, seq uint64) (*window, error) {
 	size := pt.s.res[r].Size.Milliseconds()
 	k := windowKey{res: r, start: floorDiv(tms, size) * size / 1000}
@@ -328,36 +448,34 @@ func (pt *partition) windowFor(ctx context.Context, r int, tms int64, seq uint64
 	}
 	w, ok := pt.windows[k]
 	if !ok {
-		var err error
-		if w, err = pt.load(ctx, k); err != nil {
+		key := counts.Key(time.Unix(k.start, 0), pt.p)
+		m, rev, err := pt.s.stores[r].Load(ctx, key)
+		if err != nil {
 			return nil, err
 		}
+		w = &window{key: key, m: m, rev: rev}
 		pt.windows[k] = w
+		pt.s.m.openWindows.Inc()
 	}
 	w.used = seq
 	pt.last[r], pt.lastKey[r] = w, k
 	return w, nil
 }
 
-func (pt *partition) load(ctx context.Context, k windowKey) (*window, error) {
-	key := counts.Key(time.Unix(k.start, 0), pt.p)
-	kv := pt.s.buckets[k.res]
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return &window{Window: counts.NewWindow()}, nil
+func (pt *partition) publishLate(seq uint64, b *batch, groups []int) error {
+	out := &logtallyv1.RecordBatch{Format: 2, RawSeq: b.rawSeq}
+	for _, i := range groups {
+		a := b.addr(i)
+		c := b.counters[i]
+		out.Minutes = append(out.Minutes, b.minutes[i])
+		out.GroupAddrs = append(out.GroupAddrs, a[:]...)
+		out.Requests = append(out.Requests, c.Requests)
+		out.Status_4Xx = append(out.Status_4Xx, c.Status4xx)
+		out.Status_5Xx = append(out.Status_5Xx, c.Status5xx)
+		out.AuthFailures = append(out.AuthFailures, c.AuthFailures)
+		out.BytesSent = append(out.BytesSent, c.Bytes)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read window %s/%s: %w", kv.Bucket(), key, err)
-	}
-	cw, err := counts.Unmarshal(e.Value())
-	if err != nil {
-		return nil, fmt.Errorf("window %s/%s: %w", kv.Bucket(), key, err)
-	}
-	return &window{Window: cw, rev: e.Revision()}, nil
-}
-
-func (pt *partition) publishLate(seq uint64, addrs []byte, times []int64) error {
-	data, err := proto.Marshal(&logtallyv1.RecordBatch{Addrs: addrs, TimesMs: times, RawSeq: seq})
+	data, err := proto.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("encode late batch: %w", err)
 	}
@@ -370,9 +488,9 @@ func (pt *partition) publishLate(seq uint64, addrs []byte, times []int64) error 
 	return nil
 }
 
-// flush writes every dirty window with compare-and-swap, then the checkpoint.
-// The checkpoint is written last: whatever a crash interrupts, the windows
-// written carry their own LastSeq and the rest is replayed.
+// flush commits every dirty window, then the checkpoint. The checkpoint is
+// written last: whatever a crash interrupts, the windows written carry
+// their own LastSeq and the rest is replayed.
 func (pt *partition) flush(ctx context.Context) error {
 	start := time.Now()
 	if err := waitAll(ctx, pt.late); err != nil {
@@ -380,11 +498,6 @@ func (pt *partition) flush(ctx context.Context) error {
 	}
 	pt.late = pt.late[:0]
 
-	type write struct {
-		w *window
-		f jetstream.PubAckFuture
-	}
-	var writes []write
 	keys := make([]windowKey, 0, 8)
 	for k, w := range pt.windows {
 		if w.dirty {
@@ -400,43 +513,51 @@ func (pt *partition) flush(ctx context.Context) error {
 		}
 		return keys[i].start < keys[j].start
 	})
+	type write struct {
+		w *window
+		p *counts.Pending
+	}
+	writes := make([]write, 0, len(keys))
+	var entries []counts.Entry
 	for _, k := range keys {
 		w := pt.windows[k]
-		w.LastSeq = pt.pos
-		data, err := w.Marshal()
-		if err != nil {
-			return fmt.Errorf("encode window: %w", err)
+		entries = entries[:0]
+		for a, c := range w.pending {
+			entries = append(entries, counts.Entry{Addr: a, Counters: c})
 		}
-		subj := "$KV." + pt.s.buckets[k.res].Bucket() + "." + counts.Key(time.Unix(k.start, 0), pt.p)
-		msg := &nats.Msg{Subject: subj, Data: data}
-		f, err := pt.s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(w.rev))
-		if err != nil {
-			return fmt.Errorf("write window %s: %w", subj, err)
-		}
-		writes = append(writes, write{w: w, f: f})
+		counts.SortEntries(entries)
+		ch := counts.Change{Entries: slices.Clone(entries), DeadLetters: w.dead, Late: w.late, LastSeq: pt.pos}
+		writes = append(writes, write{w: w, p: pt.s.stores[k.res].Commit(ctx, w.key, w.m, w.rev, ch)})
 	}
 	var errs []error
 	for _, wr := range writes {
-		select {
-		case ack := <-wr.f.Ok():
-			wr.w.rev = ack.Sequence
-			wr.w.dirty = false
-		case err := <-wr.f.Err():
-			if isWrongLastSeq(err) {
-				errs = append(errs, fmt.Errorf("%w: %s: %v", ErrFenced, wr.f.Msg().Subject, err))
-			} else {
-				errs = append(errs, fmt.Errorf("write %s: %w", wr.f.Msg().Subject, err))
+		next, rev, st, err := wr.p.Wait(ctx)
+		pt.s.m.readBytes.Add(float64(st.ReadBytes))
+		if err != nil {
+			if errors.Is(err, counts.ErrConflict) {
+				err = fmt.Errorf("%w: %w", ErrFenced, err)
 			}
-		case <-ctx.Done():
-			return ctx.Err()
+			errs = append(errs, err)
+			continue
 		}
+		pt.s.m.kvBytes.WithLabelValues("manifest").Add(float64(st.ManifestBytes))
+		pt.s.m.kvBytes.WithLabelValues("chunk").Add(float64(st.ChunkBytes))
+		pt.s.m.windowWrites.WithLabelValues(st.Kind.String()).Inc()
+		w := wr.w
+		w.m, w.rev = next, rev
+		pt.pendingN -= len(w.pending)
+		pt.s.m.pendingEntries.Sub(float64(len(w.pending)))
+		clear(w.pending)
+		w.dead, w.late, w.dirty = 0, 0, false
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	pt.s.m.windowWrites.Add(float64(len(writes)))
 
-	cp, err := proto.Marshal(&logtallyv1.Checkpoint{Seq: pt.pos, WatermarkUnixMs: pt.wm, Owner: pt.s.id})
+	cp, err := proto.Marshal(&logtallyv1.Checkpoint{
+		Seq: pt.pos, WatermarkUnixMs: pt.wm, Owner: pt.s.id,
+		RawLow: pt.raw.low, RawRanges: pt.raw.ranges(), LostBatches: pt.lost, LegacyRawMax: pt.legacy,
+	})
 	if err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
@@ -448,10 +569,11 @@ func (pt *partition) flush(ctx context.Context) error {
 	}
 	if err != nil {
 		if isWrongLastSeq(err) || errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("%w: checkpoint of partition %d: %v", ErrFenced, pt.p, err)
+			return fmt.Errorf("%w: checkpoint of partition %d: %w", ErrFenced, pt.p, err)
 		}
 		return fmt.Errorf("write checkpoint of partition %d: %w", pt.p, err)
 	}
+	pt.s.m.kvBytes.WithLabelValues("checkpoint").Add(float64(len(cp)))
 	pt.cpRev, pt.cpSeq = rev, pt.pos
 	pt.s.m.flushes.Inc()
 	pt.s.m.flushSeconds.Observe(time.Since(start).Seconds())
@@ -472,21 +594,38 @@ func (pt *partition) purge(ctx context.Context) {
 	}
 }
 
-// evict forgets clean windows far behind the watermark; a late record for
-// one reads it from KV again.
+// evict forgets clean windows far behind the watermark, and then the least
+// recently used clean ones while more than the configured number are open;
+// a later record for one reads its manifest again.
 func (pt *partition) evict() {
+	var clean []windowKey
 	for k, w := range pt.windows {
 		if w.dirty {
 			continue
 		}
 		size := pt.s.res[k.res].Size.Milliseconds()
-		if k.start*1000+2*size < pt.wm || len(pt.windows) > pt.s.cfg.MaxCachedWindows {
-			delete(pt.windows, k)
+		if k.start*1000+2*size < pt.wm {
+			pt.drop(k)
+			continue
+		}
+		clean = append(clean, k)
+	}
+	if extra := len(pt.windows) - pt.s.cfg.MaxOpenWindows; extra > 0 {
+		slices.SortFunc(clean, func(a, b windowKey) int {
+			return cmp.Compare(pt.windows[a].used, pt.windows[b].used)
+		})
+		for _, k := range clean[:min(extra, len(clean))] {
+			pt.drop(k)
 		}
 	}
 	for r := range pt.last {
 		pt.last[r] = nil
 	}
+}
+
+func (pt *partition) drop(k windowKey) {
+	delete(pt.windows, k)
+	pt.s.m.openWindows.Dec()
 }
 
 func isWrongLastSeq(err error) bool {

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/logtally/logtally/internal/counts"
 	"github.com/logtally/logtally/internal/service"
 	"github.com/logtally/logtally/internal/topology"
 )
@@ -29,10 +31,15 @@ type Service struct {
 	m    *metrics
 
 	res     []topology.Resolution
-	buckets []jetstream.KeyValue
+	stores  []*counts.Store
 	state   jetstream.KeyValue
 	members jetstream.KeyValue
 	parsed  jetstream.Stream
+	raw     jetstream.Stream
+
+	// rawSample is the newest sample of the raw and parsed streams, for
+	// finding lost batches (partition.checkRaw).
+	rawSample atomic.Pointer[rawSample]
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -44,6 +51,15 @@ type Service struct {
 	mu        sync.Mutex
 	owned     map[int]*runner
 	lastOwned int // for logging changes only; used by the membership loop
+}
+
+// rawSample is one reading of the streams, in this order: the raw stream's
+// first sequence (every raw batch below it was acknowledged by a parser,
+// after its outputs were stored, or dropped), then the parsed stream's last
+// sequence (every output of those raw batches is at or below it).
+type rawSample struct {
+	rawFirst   uint64
+	parsedLast uint64
 }
 
 type runner struct {
@@ -78,12 +94,16 @@ func (s *Service) Name() string { return "aggregator" }
 
 // Start opens the buckets and joins the membership.
 func (s *Service) Start(ctx context.Context) error {
+	maxPayload := s.deps.NATS.NC.MaxPayload()
 	for _, r := range s.res {
-		kv, err := s.js.KeyValue(ctx, r.Bucket())
+		layout := counts.DefaultLayout(maxPayload, r.Retention)
+		layout.ChunkBytes = min(layout.ChunkBytes, s.cfg.ChunkBytes)
+		layout.InlineBytes = min(layout.InlineBytes, layout.ChunkBytes/4)
+		st, err := counts.NewStore(ctx, s.js, r.Bucket(), layout)
 		if err != nil {
-			return fmt.Errorf("open bucket %s: %w", r.Bucket(), err)
+			return err
 		}
-		s.buckets = append(s.buckets, kv)
+		s.stores = append(s.stores, st)
 	}
 	var err error
 	if s.state, err = s.js.KeyValue(ctx, topology.StateBucket); err != nil {
@@ -94,6 +114,9 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	if s.parsed, err = s.js.Stream(ctx, topology.ParsedStream); err != nil {
 		return fmt.Errorf("open stream %s: %w", topology.ParsedStream, err)
+	}
+	if s.raw, err = s.js.Stream(ctx, topology.RawStream); err != nil {
+		return fmt.Errorf("open stream %s: %w", topology.RawStream, err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.loopDone = make(chan struct{})
@@ -107,8 +130,47 @@ func (s *Service) Start(ctx context.Context) error {
 		})
 	}
 	go s.loop()
+	go s.sampleStreams()
 	s.log.Info("aggregator started", "instance", s.id, "partitions", s.deps.Topology.Partitions)
 	return nil
+}
+
+// sampleStreams reads the raw stream's first sequence and then the parsed
+// stream's last one every GapCheckInterval until the service stops.
+func (s *Service) sampleStreams() {
+	t := time.NewTicker(s.cfg.GapCheckInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		if sm, err := s.sample(ctx); err == nil {
+			s.rawSample.Store(sm)
+		} else if s.ctx.Err() == nil {
+			s.log.Debug("sample streams for lost batches", "error", err)
+		}
+		cancel()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) sample(ctx context.Context) (*rawSample, error) {
+	ri, err := s.raw.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("info of stream %s: %w", topology.RawStream, err)
+	}
+	pi, err := s.parsed.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("info of stream %s: %w", topology.ParsedStream, err)
+	}
+	first := ri.State.FirstSeq
+	if ri.State.Msgs == 0 {
+		// An empty work queue: everything up to its last sequence is done.
+		first = ri.State.LastSeq + 1
+	}
+	return &rawSample{rawFirst: first, parsedLast: pi.State.LastSeq}, nil
 }
 
 // Stop releases every partition after a final flush and leaves the membership.
