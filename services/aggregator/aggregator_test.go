@@ -48,6 +48,12 @@ type instance struct {
 
 func startInstance(t *testing.T, url string, id string, topo topology.Config) *instance {
 	t.Helper()
+	return startInstanceWith(t, url, id, topo, nil)
+}
+
+// startInstanceWith starts an instance after set changed it (test knobs).
+func startInstanceWith(t *testing.T, url string, id string, topo topology.Config, set func(*Service)) *instance {
+	t.Helper()
 	log := hclog.NewNullLogger()
 	conn, err := natsconn.Connect(natsconn.Config{URL: url, Replicas: topo.Replicas, Name: id}, nil, log)
 	if err != nil {
@@ -58,6 +64,9 @@ func startInstance(t *testing.T, url string, id string, topo topology.Config) *i
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if set != nil {
+		set(svc)
 	}
 	if err := svc.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -14,4 +14,8 @@ var (
 	// errLateRecords means late records could not be published; the
 	// session restarts so that they are published again.
 	errLateRecords = errors.New("publish late records")
+	// errInjectedCrash is returned by test hooks to end a partition session
+	// as a crash would: its memory is dropped, it restarts from the
+	// checkpoint.
+	errInjectedCrash = errors.New("injected crash")
 )

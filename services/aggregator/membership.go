@@ -55,6 +55,18 @@ func (s *Service) tick() error {
 	if _, err := s.members.PutString(ctx, memberKey(s.id), s.id); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
+	if s.knobs.ownAll {
+		for p := 0; p < s.deps.Topology.Partitions; p++ {
+			s.mu.Lock()
+			_, have := s.owned[p]
+			s.mu.Unlock()
+			if !have {
+				s.claim(p, 0)
+			}
+		}
+		s.ready.Store(true)
+		return nil
+	}
 	live, leases, err := s.snapshot(ctx)
 	if err != nil {
 		return err

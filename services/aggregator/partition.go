@@ -247,7 +247,7 @@ func (pt *partition) finalFlush(ctx context.Context) error {
 // published (their futures are spent; a restart publishes them again under
 // the same message IDs).
 func retryable(err error) bool {
-	return !errors.Is(err, ErrFenced) && !errors.Is(err, errLateRecords) &&
+	return !errors.Is(err, ErrFenced) && !errors.Is(err, errLateRecords) && !errors.Is(err, errInjectedCrash) &&
 		!errors.Is(err, counts.ErrTooLarge) && !errors.Is(err, context.Canceled)
 }
 
@@ -552,6 +552,11 @@ func (pt *partition) flush(ctx context.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if h := pt.s.knobs.beforeCheckpoint; h != nil {
+		if err := h(pt.p); err != nil {
+			return err
+		}
 	}
 
 	cp, err := proto.Marshal(&logtallyv1.Checkpoint{

@@ -48,6 +48,17 @@ type Service struct {
 	stopLoop sync.Once
 	ready    atomic.Bool
 
+	// knobs are fault injection for tests; zero in production.
+	knobs struct {
+		// ownAll makes the instance run every partition without leases, so
+		// that instances with distinct ids truly run side by side.
+		ownAll bool
+		// beforeCheckpoint runs after a flush committed its windows and
+		// before it writes the checkpoint; an error (errInjectedCrash)
+		// drops the partition's memory as a crash would.
+		beforeCheckpoint func(p int) error
+	}
+
 	mu        sync.Mutex
 	owned     map[int]*runner
 	lastOwned int // for logging changes only; used by the membership loop
