@@ -1,10 +1,12 @@
 package counts
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,8 +23,9 @@ type Layout struct {
 	// before they are written out as a run.
 	InlineBytes int
 	// MaxDeltas is how many runs besides the base a window keeps before
-	// the two smallest are merged (reads fetch every run).
-	MaxDeltas int
+	// the MergeFanIn smallest are merged into one (reads visit every run).
+	MaxDeltas  int
+	MergeFanIn int
 	// Ratio: when the runs besides the base add up to Ratio × the base's
 	// bytes, everything is merged into a new base. Each byte written as a
 	// delta is then rewritten about 1 + 1/Ratio times: the cost of a flush
@@ -51,7 +54,8 @@ func DefaultLayout(maxPayload int64, retention time.Duration) Layout {
 	return Layout{
 		ChunkBytes:  chunk,
 		InlineBytes: min(16<<10, chunk/4),
-		MaxDeltas:   16,
+		MaxDeltas:   32,
+		MergeFanIn:  8,
 		Ratio:       1,
 		HeadSize:    64,
 		MaxBatch:    1000,
@@ -70,6 +74,9 @@ func (l Layout) Validate() error {
 	}
 	if l.MaxDeltas < 1 {
 		errs = append(errs, fmt.Errorf("max deltas %d must be at least 1", l.MaxDeltas))
+	}
+	if l.MergeFanIn < 1 {
+		errs = append(errs, fmt.Errorf("merge fan-in %d must be at least 1", l.MergeFanIn))
 	}
 	if l.Ratio <= 0 {
 		errs = append(errs, fmt.Errorf("ratio %g must be positive", l.Ratio))
@@ -198,7 +205,7 @@ type WriteKind int
 const (
 	WriteInline WriteKind = iota // the manifest alone
 	WriteSpill                   // a new run, plus the manifest
-	WriteMerge                   // two small runs merged, plus a new run
+	WriteMerge                   // the smallest runs merged with the new one
 	WriteFull                    // every run merged into a new base
 )
 
@@ -375,16 +382,16 @@ func (s *Store) commitRuns(ctx context.Context, key string, cur *Manifest, rev u
 		}
 		keep = nil
 	case len(runs)-1+1 > s.layout.MaxDeltas:
-		// Merge the two smallest deltas with the spill: like a binary
-		// counter, a byte takes part in O(log) merges at most.
+		// Merge the smallest deltas with the spill (size-tiered: a byte
+		// takes part in about log_fanIn(base/spill) merges).
 		p.stats.Kind = WriteMerge
-		a, b := smallestTwo(runs[1:])
-		a, b = a+1, b+1
-		inputs = append(inputs, s.runSource(ctx, key, &runs[a], &p.stats), s.runSource(ctx, key, &runs[b], &p.stats))
-		keep = make([]Run, 0, len(runs)-2)
-		for i, r := range runs {
-			if i != a && i != b {
-				keep = append(keep, r)
+		merge := smallest(runs[1:], s.layout.MergeFanIn)
+		keep = make([]Run, 0, len(runs))
+		for i := range runs {
+			if i > 0 && slices.Contains(merge, i-1) {
+				inputs = append(inputs, s.runSource(ctx, key, &runs[i], &p.stats))
+			} else {
+				keep = append(keep, runs[i])
 			}
 		}
 	default:
@@ -426,17 +433,14 @@ func (s *Store) commitRuns(ctx context.Context, key string, cur *Manifest, rev u
 	return p
 }
 
-func smallestTwo(rs []Run) (int, int) {
-	a, b := -1, -1
-	for i, r := range rs {
-		switch {
-		case a < 0 || r.Bytes < rs[a].Bytes:
-			a, b = i, a
-		case b < 0 || r.Bytes < rs[b].Bytes:
-			b = i
-		}
+// smallest returns the indexes of the k runs with the fewest bytes.
+func smallest(rs []Run, k int) []int {
+	idx := make([]int, len(rs))
+	for i := range idx {
+		idx[i] = i
 	}
-	return a, b
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(rs[a].Bytes, rs[b].Bytes) })
+	return idx[:min(k, len(idx))]
 }
 
 // runWriter cuts a sorted entry stream into chunks and adds them to an
