@@ -40,6 +40,10 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Retention1m     time.Duration `yaml:"retention_1m"`
 	RawMaxBytes     int64         `yaml:"raw_max_bytes"`
+	RawMaxAge       time.Duration `yaml:"raw_max_age"`
+	ParsedMaxAge    time.Duration `yaml:"parsed_max_age"`
+	ParsedMaxBytes  int64         `yaml:"parsed_max_bytes"`
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	Retention1h     time.Duration `yaml:"retention_1h"`
 
 	API        apiauth.Config    `yaml:"api"`
@@ -61,6 +65,10 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.Retention1m, "retention.1m", 48*time.Hour, "how long 1-minute windows are kept")
 	f.Int64Var(&c.RawMaxBytes, "raw.max-bytes", 1<<30, "bytes of raw batches waiting for a parser before ingest pushes back (0: no bound)")
 	f.DurationVar(&c.Retention1h, "retention.1h", 90*24*time.Hour, "how long 1-hour windows are kept")
+	f.DurationVar(&c.RawMaxAge, "raw.max-age", 0, "drop raw batches no parser took within this long (0: never); dropped batches are reported as lost by the aggregators")
+	f.DurationVar(&c.ParsedMaxAge, "parsed.max-age", 24*time.Hour, "keep parsed batches no aggregator counted this long (0: no limit); counted ones are purged anyway, lost ones are reported")
+	f.Int64Var(&c.ParsedMaxBytes, "parsed.max-bytes", 0, "bytes of parsed batches not yet counted before parsers are pushed back (0: no bound)")
+	f.DurationVar(&c.DuplicateWindow, "nats.duplicate-window", 2*time.Minute, "JetStream duplicate window of the streams: publish retries within it are stored once; retries past it are counted (logtally_ingest_retries_past_dedup_window_total)")
 	c.API.RegisterFlags(f)
 	c.Log.RegisterFlags(f)
 	c.NATS.RegisterFlags(f)
@@ -106,6 +114,10 @@ func (c *Config) Topology() topology.Config {
 	t.Resolutions[0].Retention = c.Retention1m
 	t.Resolutions[1].Retention = c.Retention1h
 	t.RawMaxBytes = c.RawMaxBytes
+	t.RawMaxAge = c.RawMaxAge
+	t.ParsedMaxAge = c.ParsedMaxAge
+	t.ParsedMaxBytes = c.ParsedMaxBytes
+	t.DuplicateWindow = c.DuplicateWindow
 	return t
 }
 
@@ -123,6 +135,23 @@ func (c *Config) Validate() error {
 	}
 	if c.RawMaxBytes != 0 && c.RawMaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("raw.max-bytes must be 0 (no bound) or at least 1 MiB, got %d", c.RawMaxBytes))
+	}
+	if c.RawMaxAge < 0 || c.ParsedMaxAge < 0 || c.ParsedMaxBytes < 0 {
+		errs = append(errs, errors.New("raw.max-age, parsed.max-age and parsed.max-bytes must not be negative"))
+	}
+	if c.ParsedMaxBytes != 0 && c.ParsedMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("parsed.max-bytes must be 0 (no bound) or at least 1 MiB, got %d", c.ParsedMaxBytes))
+	}
+	if c.DuplicateWindow < time.Second {
+		errs = append(errs, fmt.Errorf("nats.duplicate-window must be at least 1s, got %s", c.DuplicateWindow))
+	}
+	for _, lim := range []struct {
+		name string
+		age  time.Duration
+	}{{"parsed.max-age", c.ParsedMaxAge}, {"raw.max-age", c.RawMaxAge}} {
+		if lim.age > 0 && c.DuplicateWindow > lim.age {
+			errs = append(errs, fmt.Errorf("nats.duplicate-window (%s) must not exceed %s (%s)", c.DuplicateWindow, lim.name, lim.age))
+		}
 	}
 	if c.Retention1h < c.Retention1m {
 		errs = append(errs, fmt.Errorf("retention.1h (%s) must not be shorter than retention.1m (%s)", c.Retention1h, c.Retention1m))

@@ -13,6 +13,7 @@ type metrics struct {
 	empty           *prometheus.CounterVec
 	publishErrors   prometheus.Counter
 	publishRetries  prometheus.Counter
+	pastDedup       prometheus.Counter
 	duplicates      prometheus.Counter
 	batchLines      prometheus.Histogram
 	publishLatency  prometheus.Histogram
@@ -36,6 +37,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		empty:           f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_empty_lines_total", Help: "Empty lines forwarded as empty entries (the parser dead-letters them; included in lines_total), by source."}, []string{"source"}),
 		publishErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_errors_total", Help: "Failed publish attempts of raw batches (each is retried)."}),
 		publishRetries:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_retries_total", Help: "Publish attempts repeated with the same Nats-Msg-Id."}),
+		pastDedup:       f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_retries_past_dedup_window_total", Help: "Batches still being retried longer than the raw stream's duplicate window after their first attempt: if an unacknowledged earlier attempt was stored, this one is stored again (raise -nats.duplicate-window for longer outages)."}),
 		duplicates:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_duplicates_total", Help: "Batches JetStream acknowledged as duplicates: an earlier attempt was stored but its ack was lost, or an HTTP request with an Idempotency-Key was sent again."}),
 		batchLines:      f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_batch_lines", Help: "Lines per published raw batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 		publishLatency:  f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_publish_latency_seconds", Help: "Time from publishing a raw batch to its JetStream ack (successful attempts).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),

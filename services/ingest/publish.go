@@ -57,9 +57,20 @@ func (s *Service) publishData(ctx context.Context, id, source, label, subject st
 	s.m.batchesInFlight.Inc()
 	defer s.m.batchesInFlight.Dec()
 	wait := retryMin
+	first := time.Now()
+	past := false
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			s.m.publishRetries.Inc()
+			if win := s.deps.Topology.DuplicateWindow; !past && win > 0 && time.Since(first) > win {
+				// Deduplication of this batch's ID is no longer certain: an
+				// earlier attempt may have been stored without its ack
+				// reaching us. Visible, so that it is never silent.
+				past = true
+				s.m.pastDedup.Inc()
+				s.log.Warn("batch retried past the duplicate window; if an earlier attempt was stored, its lines count twice",
+					"batch", id, "duplicate_window", win, "retrying_for", time.Since(first).Round(time.Second))
+			}
 		}
 		t0 := time.Now()
 		dup, err := s.publishOnce(ctx, subject, id, data)
