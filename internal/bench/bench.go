@@ -36,24 +36,32 @@ import (
 
 // Result is what one run measured.
 type Result struct {
-	Lines             int     `json:"lines"`
-	DistinctIPs       uint64  `json:"distinct_ips"`
-	Connections       int     `json:"connections"`
-	SendSeconds       float64 `json:"send_seconds"`
-	VisibleSeconds    float64 `json:"visible_seconds"`
-	LinesPerSecond    float64 `json:"lines_per_second"`
-	LatencyP50Ms      float64 `json:"latency_p50_ms"`
-	LatencyP99Ms      float64 `json:"latency_p99_ms"`
-	LatencySamples    int     `json:"latency_samples"`
-	IdleLatencyP50Ms  float64 `json:"idle_latency_p50_ms"`
-	IdleLatencyP99Ms  float64 `json:"idle_latency_p99_ms"`
-	TopP50Ms          float64 `json:"top10_1h_p50_ms"`
-	TopP99Ms          float64 `json:"top10_1h_p99_ms"`
-	CPUCores          float64 `json:"cpu_cores_used"`
-	PeakRSSMiB        float64 `json:"peak_rss_mib"`
-	BaselineLinesPerS float64 `json:"baseline_parse_count_lines_per_second"`
-	Ratio             float64 `json:"ratio_to_baseline"`
-	Exact             bool    `json:"exact"`
+	Lines             int        `json:"lines"`
+	DistinctIPs       uint64     `json:"distinct_ips"`
+	Connections       int        `json:"connections"`
+	SendSeconds       float64    `json:"send_seconds"`
+	VisibleSeconds    float64    `json:"visible_seconds"`
+	LinesPerSecond    float64    `json:"lines_per_second"`
+	LatencyP50Ms      float64    `json:"latency_p50_ms"`
+	LatencyP99Ms      float64    `json:"latency_p99_ms"`
+	LatencySamples    int        `json:"latency_samples"`
+	IdleLatencyP50Ms  float64    `json:"idle_latency_p50_ms"`
+	IdleLatencyP99Ms  float64    `json:"idle_latency_p99_ms"`
+	TopP50Ms          float64    `json:"top10_1h_p50_ms"`
+	TopP99Ms          float64    `json:"top10_1h_p99_ms"`
+	TopFirstMs        float64    `json:"top10_1h_first_ms"`
+	Top5mP50Ms        float64    `json:"top10_5m_p50_ms"`
+	Top5mP99Ms        float64    `json:"top10_5m_p99_ms"`
+	KVBytes           float64    `json:"kv_bytes_written"`
+	Increments        float64    `json:"increments"`
+	KVBytesPerIncr    float64    `json:"kv_bytes_per_increment"`
+	FailedFlushes     float64    `json:"failed_flushes"`
+	CPUCores          float64    `json:"cpu_cores_used"`
+	CPUByStage        []StageCPU `json:"cpu_by_stage"`
+	PeakRSSMiB        float64    `json:"peak_rss_mib"`
+	BaselineLinesPerS float64    `json:"baseline_parse_count_lines_per_second"`
+	Ratio             float64    `json:"ratio_to_baseline"`
+	Exact             bool       `json:"exact"`
 }
 
 // Run is the bench subcommand.
@@ -67,11 +75,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	verbose := fs.Bool("v", false, "log the pipeline's info lines")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	distinct := fs.Int("distinct", 0, "high-cardinality mode: this many distinct client IPs in one hour, one line each, plus -heavy heavy hitters (replaces -lines and -ips)")
+	heavy := fs.Int("heavy", 20, "heavy hitters in -distinct mode")
+	heavyLines := fs.Int("heavy-lines", 50_000, "lines of each heavy hitter in -distinct mode")
+	var sets multiFlag
+	fs.Var(&sets, "set", "a flag of the pipeline, as name=value without the dash (repeatable), e.g. -set nats.sync=always")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *lines < 1000 || *pool < 10 || *conns < 1 {
-		return errors.New("bench: need -lines ≥ 1000, -ips ≥ 10, -connections ≥ 1")
+	if *lines < 1000 || *pool < 10 || *conns < 1 || *distinct < 0 || *heavy < 0 || *heavyLines < 0 {
+		return errors.New("bench: need -lines ≥ 1000, -ips ≥ 10, -connections ≥ 1, and no negative -distinct, -heavy, -heavy-lines")
 	}
 	dir := *dataDir
 	if dir == "" {
@@ -84,13 +97,25 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
 
-	progress("generating %d lines over %d IPs", *lines, *pool)
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
-	g := loggen.New(42, *pool, hour, time.Hour)
-	data := make([][]byte, *lines)
-	for i := range data {
-		data[i] = g.Combined(i, *lines).Text
+	var data [][]byte
+	wantDistinct := uint64(0)
+	if *distinct > 0 {
+		progress("generating %d distinct IPs and %d heavy hitters × %d lines in one hour", *distinct, *heavy, *heavyLines)
+		data = highCardinality(*distinct, *heavy, *heavyLines, hour)
+		wantDistinct = uint64(*distinct + *heavy)
+		if *heavyLines == 0 {
+			wantDistinct = uint64(*distinct)
+		}
+	} else {
+		progress("generating %d lines over %d IPs", *lines, *pool)
+		g := loggen.New(42, *pool, hour, time.Hour)
+		data = make([][]byte, *lines)
+		for i := range data {
+			data[i] = g.Combined(i, *lines).Text
+		}
 	}
+	*lines = len(data)
 
 	progress("baseline: in-process parse and count")
 	baseline := baselineRate(data)
@@ -98,10 +123,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg app.Config
 	afs := flag.NewFlagSet("bench-app", flag.ContinueOnError)
 	cfg.RegisterFlags(afs)
-	if err := config.Parse(afs, []string{
+	appArgs := []string{
 		"-data.dir=" + dir, "-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
 		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=",
-	}, "LOGTALLY_BENCH_"); err != nil {
+	}
+	for _, kv := range sets {
+		appArgs = append(appArgs, "-"+kv)
+	}
+	if err := config.Parse(afs, appArgs, "LOGTALLY_BENCH_"); err != nil {
 		return err
 	}
 	level := hclog.Warn
@@ -124,17 +153,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tcp := a.Ingest.TCPAddr().String()
 
 	res := Result{Lines: *lines, Connections: *conns, BaselineLinesPerS: baseline}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	// The CPU profile of the run attributes CPU to stages (stages.go).
+	var prof bytes.Buffer
+	if err := pprof.StartCPUProfile(&prof); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	profiling := true
+	stopProfile := func() {
+		if profiling {
+			pprof.StopCPUProfile()
+			profiling = false
+		}
+	}
+	defer stopProfile()
 	runtime.GC()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -204,12 +235,29 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	visible := time.Since(start)
 	cpu := cpuTime() - cpu0
+	stopProfile()
 	stopProbes()
 	probeWG.Wait()
+	if *cpuProfile != "" {
+		if err := os.WriteFile(*cpuProfile, prof.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if st, err := cpuByStage(prof.Bytes()); err == nil {
+		res.CPUByStage = st
+	} else {
+		progress("cpu by stage: %v", err)
+	}
+	res.KVBytes = metricSum(a, "logtally_aggregator_kv_bytes_written_total")
+	res.Increments = metricSum(a, "logtally_aggregator_increments_total")
+	res.FailedFlushes = metricSum(a, "logtally_aggregator_flush_retries_total") + metricSum(a, "logtally_aggregator_partition_restarts_total")
+	if res.Increments > 0 {
+		res.KVBytesPerIncr = res.KVBytes / res.Increments
+	}
 	res.VisibleSeconds = visible.Seconds()
 	res.LinesPerSecond = float64(*lines) / visible.Seconds()
 	res.CPUCores = cpu.Seconds() / visible.Seconds()
-	res.Exact = tot.Requests == uint64(*lines)
+	res.Exact = tot.Requests == uint64(*lines) && (wantDistinct == 0 || tot.DistinctIPs == wantDistinct)
 	res.DistinctIPs = tot.DistinctIPs
 	res.Ratio = res.LinesPerSecond / baseline
 	mu.Lock()
@@ -228,17 +276,30 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	res.IdleLatencyP50Ms, res.IdleLatencyP99Ms = percentiles(idle)
 
-	progress("querying top-10 over the hour")
-	var topLat []time.Duration
-	for i := 0; i < 200; i++ {
-		t0 := time.Now()
-		var top struct{ Items []struct{} }
-		if err := getJSON(ctx, base+"/api/v1/top?n=10&from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &top); err != nil {
-			return err
+	progress("querying top-10 over the hour and over its last 5 minutes")
+	topLatency := func(from, to time.Time) ([]time.Duration, error) {
+		var lat []time.Duration
+		for i := 0; i < 200; i++ {
+			t0 := time.Now()
+			var top struct{ Items []struct{} }
+			if err := getJSON(ctx, base+"/api/v1/top?n=10&from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &top); err != nil {
+				return nil, err
+			}
+			lat = append(lat, time.Since(t0))
 		}
-		topLat = append(topLat, time.Since(t0))
+		return lat, nil
 	}
+	topLat, err := topLatency(from, to)
+	if err != nil {
+		return err
+	}
+	res.TopFirstMs = float64(topLat[0]) / float64(time.Millisecond)
 	res.TopP50Ms, res.TopP99Ms = percentiles(topLat)
+	top5, err := topLatency(to.Add(-5*time.Minute), to)
+	if err != nil {
+		return err
+	}
+	res.Top5mP50Ms, res.Top5mP99Ms = percentiles(top5)
 	res.PeakRSSMiB = peakRSS()
 
 	if *asJSON {
@@ -251,18 +312,53 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   counted exactly          %v (%d distinct IPs)
   sustained throughput     %.0f lines/s until queryable (%.1fs)
   receipt→queryable        under load p50 %.0f ms, p99 %.0f ms (%d probes); idle p50 %.0f ms, p99 %.0f ms
-  top-10 over 1h           p50 %.1f ms, p99 %.1f ms
+  top-10 over 1h           p50 %.1f ms, p99 %.1f ms (first %.0f ms); over its last 5m p50 %.1f ms, p99 %.1f ms
+  KV writes                %.1f bytes per increment (%.0f MB for %.0f increments), %.0f failed flushes
   CPU                      %.2f cores
   peak RSS                 %.0f MiB (includes the generated log held in memory)
   in-process parse+count   %.0f lines/s on one goroutine
   ratio                    %.2f of the in-process rate
 `, runtime.NumCPU(), res.Lines, res.Connections, res.SendSeconds, res.Exact, res.DistinctIPs,
 		res.LinesPerSecond, res.VisibleSeconds, res.LatencyP50Ms, res.LatencyP99Ms, res.LatencySamples, res.IdleLatencyP50Ms, res.IdleLatencyP99Ms,
-		res.TopP50Ms, res.TopP99Ms, res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
+		res.TopP50Ms, res.TopP99Ms, res.TopFirstMs, res.Top5mP50Ms, res.Top5mP99Ms,
+		res.KVBytesPerIncr, res.KVBytes/1e6, res.Increments, res.FailedFlushes,
+		res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
+	for _, st := range res.CPUByStage {
+		fmt.Fprintf(stdout, "    %-24s %6.1f s  %4.1f%%\n", st.Stage, st.Seconds, 100*st.Share)
+	}
 	if !res.Exact {
-		return fmt.Errorf("bench: counted %d requests for %d lines", tot.Requests, *lines)
+		return fmt.Errorf("bench: counted %d requests for %d lines, %d distinct IPs (want %d)", tot.Requests, *lines, tot.DistinctIPs, wantDistinct)
 	}
 	return nil
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// metricSum adds up every series of a metric in the pipeline's registry.
+func metricSum(a *app.App, name string) float64 {
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
 
 type totals struct {

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/logtally/logtally/internal/counts"
 )
 
 // Line is one generated line and its meaning.
@@ -15,6 +17,25 @@ type Line struct {
 	Text []byte
 	Addr netip.Addr
 	Time time.Time // event time, UTC, whole seconds
+	// Counters is what the line adds to its IP's window, decided here from
+	// what was generated (not by the parser): one request, 4xx/5xx by the
+	// HTTP status, an authentication failure for HTTP 401 and sshd's
+	// "Failed password", the response size in bytes.
+	Counters counts.Counters
+}
+
+func httpCounters(status, size int) counts.Counters {
+	c := counts.Counters{Requests: 1, Bytes: uint64(size)}
+	switch {
+	case status >= 400 && status < 500:
+		c.Status4xx = 1
+	case status >= 500 && status < 600:
+		c.Status5xx = 1
+	}
+	if status == 401 {
+		c.AuthFailures = 1
+	}
+	return c
 }
 
 // Generator produces lines whose event times spread evenly over
@@ -85,15 +106,17 @@ func (g *Generator) Combined(i, n int) Line {
 	if a.Is6() && g.rng.IntN(2) == 0 {
 		host = "[" + host + "]"
 	}
-	size := fmt.Sprint(g.rng.IntN(50000))
+	bytes := g.rng.IntN(50000)
+	size := fmt.Sprint(bytes)
 	if g.rng.IntN(20) == 0 {
-		size = "-"
+		size, bytes = "-", 0
 	}
+	status := []int{200, 200, 304, 404, 500, 401, 200, 503}[g.rng.IntN(8)]
 	text := fmt.Sprintf(`%s - - [%s] "%s %s HTTP/1.1" %d %s "-" "%s"`,
 		host, t.In(loc).Format("02/Jan/2006:15:04:05 -0700"),
 		methods[g.rng.IntN(len(methods))], paths[g.rng.IntN(len(paths))],
-		[]int{200, 200, 304, 404, 500}[g.rng.IntN(5)], size, agents[g.rng.IntN(len(agents))])
-	return Line{Text: []byte(text), Addr: a, Time: t}
+		status, size, agents[g.rng.IntN(len(agents))])
+	return Line{Text: []byte(text), Addr: a, Time: t, Counters: httpCounters(status, bytes)}
 }
 
 // SSHD3164 is an RFC 3164 syslog line from sshd (no year, UTC).
@@ -101,7 +124,7 @@ func (g *Generator) SSHD3164(i, n int) Line {
 	a, t := g.pick(i, n)
 	text := fmt.Sprintf("<38>%s web1 sshd[%d]: Failed password for root from %s port %d ssh2",
 		t.Format(time.Stamp), 1000+g.rng.IntN(9000), a, 1024+g.rng.IntN(60000))
-	return Line{Text: []byte(text), Addr: a, Time: t}
+	return Line{Text: []byte(text), Addr: a, Time: t, Counters: counts.Counters{Requests: 1, AuthFailures: 1}}
 }
 
 // Firewall5424 is an RFC 5424 syslog line from iptables.
@@ -109,15 +132,16 @@ func (g *Generator) Firewall5424(i, n int) Line {
 	a, t := g.pick(i, n)
 	text := fmt.Sprintf("<4>1 %s fw1 kernel - - - IN=eth0 OUT= SRC=%s DST=192.0.2.1 LEN=60 PROTO=TCP SPT=%d DPT=22",
 		t.In(fixedZone("+0100")).Format(time.RFC3339), a, 1024+g.rng.IntN(60000))
-	return Line{Text: []byte(text), Addr: a, Time: t}
+	return Line{Text: []byte(text), Addr: a, Time: t, Counters: counts.Counters{Requests: 1}}
 }
 
 // JSON is a JSON access-log line.
 func (g *Generator) JSON(i, n int) Line {
 	a, t := g.pick(i, n)
+	size := g.rng.IntN(9000)
 	text := fmt.Sprintf(`{"remote_addr":%q,"time":%q,"request":"GET /x HTTP/1.1","status":200,"body_bytes_sent":%d,"http_user_agent":"curl/8.5.0"}`,
-		a.String(), t.Format(time.RFC3339), g.rng.IntN(9000))
-	return Line{Text: []byte(text), Addr: a, Time: t}
+		a.String(), t.Format(time.RFC3339), size)
+	return Line{Text: []byte(text), Addr: a, Time: t, Counters: httpCounters(200, size)}
 }
 
 func fixedZone(z string) *time.Location {
