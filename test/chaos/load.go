@@ -117,6 +117,11 @@ type Workload struct {
 	Ref      *Reference
 	// Format makes line i of n; nil is (*loggen.Generator).Combined.
 	Format func(g *loggen.Generator, i, n int) loggen.Line
+	// PerMinute counts the lines of each minute (unix start) and LastOf is
+	// the index of each minute's last line: a minute is completely sent once
+	// more than LastOf lines are.
+	PerMinute map[int64]uint64
+	LastOf    map[int64]int
 }
 
 // NewWorkload prepares n lines from pool IPs with event times in the 20
@@ -129,14 +134,18 @@ func NewWorkload(seed uint64, n, pool int, from time.Time) *Workload {
 // (*loggen.Generator).Firewall5424 for syslog).
 func NewWorkloadFormat(seed uint64, n, pool int, from time.Time, format func(g *loggen.Generator, i, n int) loggen.Line) *Workload {
 	from = from.UTC().Truncate(time.Minute)
-	w := &Workload{Seed: seed, N: n, Pool: pool, From: from, To: from.Add(20 * time.Minute), Ref: NewReference(), Format: format}
+	w := &Workload{Seed: seed, N: n, Pool: pool, From: from, To: from.Add(20 * time.Minute), Ref: NewReference(), Format: format,
+		PerMinute: map[int64]uint64{}, LastOf: map[int64]int{}}
 	next := w.Iter()
-	for {
+	for i := 0; ; i++ {
 		l, ok := next()
 		if !ok {
 			break
 		}
 		w.Ref.Add(l.Addr, l.Time)
+		m := l.Time.Truncate(time.Minute).Unix()
+		w.PerMinute[m]++
+		w.LastOf[m] = i
 	}
 	return w
 }
@@ -165,6 +174,7 @@ func (w *Workload) Iter() func() (loggen.Line, bool) {
 type Sender struct {
 	Name string
 	Rate int // lines per second
+	w    *Workload
 
 	sent         atomic.Int64
 	lastProgress atomic.Int64 // unix nanos of the last increase of sent
@@ -254,7 +264,7 @@ func (p *pacer) next(ctx context.Context, chunk int) error {
 // half-closes the connection and waits for ingest to close it: then ingest
 // has read every line. Writes block while ingest does not read.
 func SendTCP(ctx context.Context, name, addr string, w *Workload, rate int) *Sender {
-	s := &Sender{Name: name, Rate: rate, done: make(chan struct{}), pauseReq: make(chan chan struct{}), resume: make(chan struct{})}
+	s := &Sender{Name: name, Rate: rate, w: w, done: make(chan struct{}), pauseReq: make(chan chan struct{}), resume: make(chan struct{})}
 	s.lastProgress.Store(time.Now().UnixNano())
 	go func() {
 		defer close(s.done)
@@ -383,7 +393,7 @@ func (s *Sender) Resume() {
 // and its index) and is retried with the same key and body until it is
 // answered 200, so a request that failed half way is stored exactly once.
 func SendHTTP(ctx context.Context, name, base, keyPrefix string, w *Workload, rate, perRequest int) *Sender {
-	s := &Sender{Name: name, Rate: rate, done: make(chan struct{})}
+	s := &Sender{Name: name, Rate: rate, w: w, done: make(chan struct{})}
 	s.lastProgress.Store(time.Now().UnixNano())
 	go func() {
 		defer close(s.done)
