@@ -103,7 +103,7 @@ func (a *App) Start(ctx context.Context) error {
 		if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("create data.dir %s: %w", a.cfg.DataDir, err)
 		}
-		if a.srv, err = natsconn.RunEmbedded(natsconn.EmbeddedOptions(a.cfg.DataDir), a.log); err != nil {
+		if a.srv, err = natsconn.RunEmbedded(a.cfg.NATS.EmbeddedOptions(a.cfg.DataDir), a.log); err != nil {
 			return err
 		}
 		a.log.Info("embedded nats started", "data_dir", a.cfg.DataDir)

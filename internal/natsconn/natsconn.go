@@ -27,6 +27,15 @@ type Config struct {
 	// Name identifies the connection in the server's monitoring.
 	Name string `yaml:"-"`
 
+	// Sync and SyncInterval choose when the embedded server's file store
+	// calls fsync (its sync_interval): after every write (SyncAlways) or
+	// every SyncInterval. They configure only the embedded server: an
+	// external NATS takes sync_interval from its own config file. Validate
+	// wants one of the two modes; EmbeddedOptions of a Config built without
+	// the flags (empty, zero) uses the server's default, every 2 minutes.
+	Sync         string        `yaml:"sync"`
+	SyncInterval time.Duration `yaml:"sync_interval"`
+
 	User        string `yaml:"user"`
 	Password    string `yaml:"password"`
 	Token       string `yaml:"token"`
@@ -37,11 +46,27 @@ type Config struct {
 	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
+// Values of -nats.sync.
+const (
+	// SyncInterval fsyncs the file store every -nats.sync-interval (the
+	// server's default, 2 minutes): acknowledged writes of that window can be
+	// lost if every node loses power at once.
+	SyncInterval = "interval"
+	// SyncAlways fsyncs after every write (sync_interval: always): slower,
+	// but acknowledged writes survive a power loss.
+	SyncAlways = "always"
+)
+
+// DefaultSyncInterval is nats-server's default sync_interval.
+const DefaultSyncInterval = 2 * time.Minute
+
 // RegisterFlags registers the nats.* flags.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.URL, "nats.url", "", "NATS server URLs, comma separated; empty runs an embedded server")
 	f.IntVar(&c.Replicas, "nats.replicas", 1, "replicas of every stream and bucket (3 on a 3-node cluster)")
 	f.DurationVar(&c.PublishTimeout, "nats.publish-timeout", 5*time.Second, "longest wait for JetStream to acknowledge a publish before it is retried (parser output, aggregator state)")
+	f.StringVar(&c.Sync, "nats.sync", SyncInterval, "embedded server only: when its file store fsyncs, \"always\" (every write; acknowledged writes survive a power loss, slower) or \"interval\" (every -nats.sync-interval); an external NATS sets sync_interval in its own config")
+	f.DurationVar(&c.SyncInterval, "nats.sync-interval", DefaultSyncInterval, "embedded server only: fsync interval of its file store with -nats.sync=interval")
 	f.StringVar(&c.User, "nats.user", "", "user name for NATS user/password authentication")
 	f.StringVar(&c.Password, "nats.password", "", "password for NATS user/password authentication (prefer the environment or a file over the command line)")
 	f.StringVar(&c.Token, "nats.token", "", "token for NATS token authentication")
@@ -59,6 +84,15 @@ func (c *Config) Validate() error {
 	}
 	if c.PublishTimeout < 0 {
 		return fmt.Errorf("nats.publish-timeout must not be negative, got %s", c.PublishTimeout)
+	}
+	switch c.Sync {
+	case SyncAlways:
+	case SyncInterval:
+		if c.SyncInterval <= 0 {
+			return fmt.Errorf("nats.sync-interval must be positive, got %s (-nats.sync=always fsyncs every write)", c.SyncInterval)
+		}
+	default:
+		return fmt.Errorf("nats.sync must be %q or %q, got %q", SyncInterval, SyncAlways, c.Sync)
 	}
 	methods := 0
 	for _, set := range []bool{c.User != "" || c.Password != "", c.Token != "", c.NKeySeed != "", c.CredsFile != ""} {
@@ -142,6 +176,9 @@ func Connect(c Config, srv *server.Server, log hclog.Logger) (*Conn, error) {
 		return nil, err
 	}
 	opts = append(opts, auth...)
+	if srv == nil && c.URL != "" && c.Sync == SyncAlways {
+		log.Warn("-nats.sync=always configures only the embedded server and has no effect with -nats.url: set sync_interval: always in the jetstream block of the NATS servers' config")
+	}
 	url := c.URL
 	if srv != nil {
 		opts = append(opts, nats.InProcessServer(srv))
@@ -207,17 +244,32 @@ func (c *Conn) Close() {
 	c.NC.Close()
 }
 
-// EmbeddedOptions are the options of the all-in-one server.
-func EmbeddedOptions(dataDir string) *server.Options {
-	return &server.Options{
+// EmbeddedMaxPayload is the embedded server's max_payload: the stock
+// nats-server default, so that a process tested all-in-one also fits an
+// external server with default settings. Ingest batches (256 KiB) and the
+// window values (sized from the connection's MaxPayload) stay below it.
+const EmbeddedMaxPayload = 1 << 20
+
+// EmbeddedOptions are the options of the all-in-one server storing under
+// dataDir, with the file store sync of -nats.sync and -nats.sync-interval.
+func (c Config) EmbeddedOptions(dataDir string) *server.Options {
+	opts := &server.Options{
 		ServerName:         "logtally-embedded",
 		JetStream:          true,
 		StoreDir:           filepath.Join(dataDir, "jetstream"),
 		DontListen:         true,
 		NoSigs:             true,
-		MaxPayload:         8 << 20,
+		MaxPayload:         EmbeddedMaxPayload,
 		JetStreamMaxMemory: 256 << 20,
+		SyncInterval:       DefaultSyncInterval,
 	}
+	switch {
+	case c.Sync == SyncAlways:
+		opts.SyncAlways = true
+	case c.SyncInterval > 0:
+		opts.SyncInterval = c.SyncInterval
+	}
+	return opts
 }
 
 // RunEmbedded starts an embedded JetStream server and waits until it accepts
@@ -232,6 +284,13 @@ func RunEmbedded(opts *server.Options, log hclog.Logger) (*server.Server, error)
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	if jsc := srv.JetStreamConfig(); jsc != nil {
+		if jsc.SyncAlways {
+			log.Info("embedded nats file store fsyncs every write", "sync", SyncAlways)
+		} else {
+			log.Info("embedded nats file store fsyncs periodically", "sync", SyncInterval, "sync_interval", jsc.SyncInterval)
+		}
 	}
 	return srv, nil
 }

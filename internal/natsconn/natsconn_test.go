@@ -1,8 +1,11 @@
 package natsconn
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -114,19 +117,154 @@ func TestTLSWithCA(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	// withSync fills in the defaults of -nats.sync and -nats.sync-interval
+	// when a case leaves them out, so that it fails for its own reason.
+	withSync := func(c Config) Config {
+		if c.Sync == "" {
+			c.Sync, c.SyncInterval = SyncInterval, DefaultSyncInterval
+		}
+		return c
+	}
 	for _, c := range []Config{
 		{URL: "nats://x", Replicas: 1, User: "u"},
 		{URL: "nats://x", Replicas: 1, User: "u", Password: "p", Token: "t"},
 		{URL: "nats://x", Replicas: 1, TLSCertFile: "c"},
 		{Replicas: 1, Token: "t"},
 		{URL: "nats://x", Replicas: 0},
+		{Replicas: 1, Sync: "sometimes", SyncInterval: time.Minute},
+		{Replicas: 1, Sync: "Always"},
+		{Replicas: 1, Sync: SyncInterval, SyncInterval: 0},
+		{Replicas: 1, Sync: SyncInterval, SyncInterval: -time.Second},
 	} {
-		if err := c.Validate(); err == nil {
+		if c = withSync(c); c.Validate() == nil {
 			t.Errorf("%+v accepted", c)
 		}
 	}
-	if err := (&Config{URL: "nats://x", Replicas: 3, CredsFile: "f", TLSCAFile: "ca"}).Validate(); err != nil {
-		t.Errorf("valid config refused: %v", err)
+	for _, c := range []Config{
+		{URL: "nats://x", Replicas: 3, CredsFile: "f", TLSCAFile: "ca"},
+		{Replicas: 1, Sync: SyncAlways},
+		{Replicas: 1, Sync: SyncAlways, SyncInterval: 0},
+		{Replicas: 1, Sync: SyncInterval, SyncInterval: time.Second},
+		{URL: "nats://x", Replicas: 3, Sync: SyncAlways},
+	} {
+		c := withSync(c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("valid config %+v refused: %v", c, err)
+		}
+	}
+}
+
+// parseFlags registers the nats.* flags and parses args into a Config.
+func parseFlags(t *testing.T, args ...string) (Config, error) {
+	t.Helper()
+	var c Config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// TestSyncFlags: -nats.sync and -nats.sync-interval reach the embedded
+// server's file store, and its max_payload is the stock 1 MiB.
+func TestSyncFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		always   bool
+		interval time.Duration
+	}{
+		{nil, false, 2 * time.Minute},
+		{[]string{"-nats.sync=interval"}, false, 2 * time.Minute},
+		{[]string{"-nats.sync=interval", "-nats.sync-interval=10s"}, false, 10 * time.Second},
+		{[]string{"-nats.sync=always"}, true, 2 * time.Minute},
+		{[]string{"-nats.sync=always", "-nats.sync-interval=10s"}, true, 2 * time.Minute},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c, err := parseFlags(t, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := c.EmbeddedOptions(t.TempDir())
+			if opts.SyncAlways != tc.always || (!tc.always && opts.SyncInterval != tc.interval) {
+				t.Fatalf("options: SyncAlways %v SyncInterval %s, want %v %s", opts.SyncAlways, opts.SyncInterval, tc.always, tc.interval)
+			}
+			opts.NoLog = true
+			srv, err := RunEmbedded(opts, hclog.NewNullLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+			jsc := srv.JetStreamConfig()
+			if jsc == nil {
+				t.Fatal("JetStream is not enabled")
+			}
+			if jsc.SyncAlways != tc.always || jsc.SyncInterval != tc.interval {
+				t.Errorf("running server: SyncAlways %v SyncInterval %s, want %v %s", jsc.SyncAlways, jsc.SyncInterval, tc.always, tc.interval)
+			}
+			conn, err := Connect(c, srv, hclog.NewNullLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if mp := conn.NC.MaxPayload(); mp != 1<<20 {
+				t.Errorf("embedded max_payload %d, want %d (1 MiB)", mp, 1<<20)
+			}
+			// A write goes through the file store with either setting.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := conn.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "SYNC", Subjects: []string{"sync.>"}, Storage: jetstream.FileStorage}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.JS.Publish(ctx, "sync.x", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// A zero Config: the server's defaults.
+	if opts := (Config{}).EmbeddedOptions(t.TempDir()); opts.SyncAlways || opts.SyncInterval != 2*time.Minute || opts.MaxPayload != 1<<20 {
+		t.Errorf("EmbeddedOptions: SyncAlways %v SyncInterval %s MaxPayload %d", opts.SyncAlways, opts.SyncInterval, opts.MaxPayload)
+	}
+	for _, args := range [][]string{
+		{"-nats.sync=sometimes"},
+		{"-nats.sync="},
+		{"-nats.sync=ALWAYS"},
+		{"-nats.sync-interval=0s"},
+		{"-nats.sync=interval", "-nats.sync-interval=-1s"},
+		{"-nats.sync-interval=often"},
+	} {
+		_, err := parseFlags(t, args...)
+		if err == nil {
+			t.Errorf("%v accepted", args)
+			continue
+		}
+		if !strings.Contains(err.Error(), "nats.sync") {
+			t.Errorf("%v: error %q does not name the flag", args, err)
+		}
+	}
+}
+
+// TestSyncAlwaysWithExternalNATS: -nats.sync=always is valid with
+// -nats.url but cannot configure that server, so the connection warns.
+func TestSyncAlwaysWithExternalNATS(t *testing.T) {
+	srv := natstest.RunBasicJetStreamServer(t)
+	for _, sync := range []string{SyncAlways, SyncInterval} {
+		var buf bytes.Buffer
+		log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Warn})
+		c, err := parseFlags(t, "-nats.url="+srv.ClientURL(), "-nats.sync="+sync)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := Connect(c, nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		warned := strings.Contains(buf.String(), "-nats.sync=always configures only the embedded server")
+		if warned != (sync == SyncAlways) {
+			t.Errorf("-nats.sync=%s with -nats.url: warned %v, log:\n%s", sync, warned, buf.String())
+		}
 	}
 }
 

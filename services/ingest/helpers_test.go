@@ -222,7 +222,7 @@ func newRestartable(t testing.TB) *restartable {
 		StoreDir:           filepath.Join(t.TempDir(), "store"),
 		NoSigs:             true,
 		NoLog:              true,
-		MaxPayload:         8 << 20,
+		MaxPayload:         1 << 20,
 		JetStreamMaxMemory: 256 << 20,
 		JetStreamMaxStore:  8 << 30,
 	}}

@@ -107,7 +107,7 @@ func StartCluster(t testing.TB) *Cluster {
 			StoreDir:           t.TempDir(),
 			NoSigs:             true,
 			NoLog:              os.Getenv("LOGTALLY_CHAOS_NATS_LOG") == "",
-			MaxPayload:         8 << 20,
+			MaxPayload:         1 << 20,
 			JetStreamMaxMemory: 256 << 20,
 			JetStreamMaxStore:  4 << 30,
 			Cluster:            server.ClusterOpts{Name: "logtally-chaos", Host: "127.0.0.1", Port: clusterPorts[i]},

@@ -88,6 +88,13 @@ spec:
       args:
         - -target={{ ternary "all" .component (eq .component "allinone") }}
         - -config.file=/etc/logtally/config.yaml
+        {{- if eq .component "allinone" }}
+        {{- /* the embedded server's file store sync (nats.sync) */}}
+        - -nats.sync={{ $root.Values.nats.sync }}
+        {{- if ne $root.Values.nats.sync "always" }}
+        - -nats.sync-interval={{ $root.Values.nats.syncInterval }}
+        {{- end }}
+        {{- end }}
         {{- range $v.extraArgs }}
         - {{ . | quote }}
         {{- end }}
