@@ -221,9 +221,9 @@ type Monitor struct {
 }
 
 type sample struct {
-	at       time.Time
-	perMin   map[int64]uint64 // counted per minute
-	sent     int64
+	at     time.Time
+	perMin map[int64]uint64 // counted per minute
+	sent   int64
 }
 
 // Fault is one injected fault and the lines sent before it.
