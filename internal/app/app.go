@@ -62,6 +62,15 @@ func New(cfg Config, log hclog.Logger) (*App, error) {
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() net.Addr { return a.listener.Addr() }
 
+// EmbeddedNATSURL is the client URL of the embedded NATS server when it
+// listens (-nats.embedded-listen), else "".
+func (a *App) EmbeddedNATSURL() string {
+	if a.srv == nil || a.cfg.NATS.EmbeddedListen == "" {
+		return ""
+	}
+	return a.srv.ClientURL()
+}
+
 // Registry is the process's metrics registry.
 func (a *App) Registry() *prometheus.Registry { return a.reg }
 

@@ -78,6 +78,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	distinct := fs.Int("distinct", 0, "high-cardinality mode: this many distinct client IPs in one hour, one line each, plus -heavy heavy hitters (replaces -lines and -ips)")
 	heavy := fs.Int("heavy", 20, "heavy hitters in -distinct mode")
 	heavyLines := fs.Int("heavy-lines", 50_000, "lines of each heavy hitter in -distinct mode")
+	aggProcs := fs.Int("aggregators", 0, "run this many aggregators as processes of their own (joined to the bench's embedded NATS), instead of in process")
 	var sets multiFlag
 	fs.Var(&sets, "set", "a flag of the pipeline, as name=value without the dash (repeatable), e.g. -set nats.sync=always")
 	if err := fs.Parse(args); err != nil {
@@ -127,8 +128,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"-data.dir=" + dir, "-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
 		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=",
 	}
+	var pipeFlags []string
 	for _, kv := range sets {
-		appArgs = append(appArgs, "-"+kv)
+		pipeFlags = append(pipeFlags, "-"+kv)
+	}
+	appArgs = append(appArgs, pipeFlags...)
+	if *aggProcs > 0 {
+		appArgs = append(appArgs, "-target=ingest,parser,query", "-nats.embedded-listen=127.0.0.1:0")
 	}
 	if err := config.Parse(afs, appArgs, "LOGTALLY_BENCH_"); err != nil {
 		return err
@@ -151,6 +157,29 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 	base := "http://" + a.HTTPAddr().String()
 	tcp := a.Ingest.TCPAddr().String()
+	var children []*child
+	defer func() {
+		for _, c := range children {
+			c.stop()
+		}
+	}()
+	for i := range *aggProcs {
+		c, err := startChild(ctx, fmt.Sprintf("aggregator-%d", i+1), "aggregator", a.EmbeddedNATSURL(), dir, pipeFlags)
+		if err != nil {
+			return err
+		}
+		children = append(children, c)
+	}
+	if len(children) > 0 {
+		progress("%d aggregator processes ready", len(children))
+	}
+	childCPU := func() []time.Duration {
+		out := make([]time.Duration, len(children))
+		for i, c := range children {
+			out[i] = c.cpu()
+		}
+		return out
+	}
 
 	res := Result{Lines: *lines, Connections: *conns, BaselineLinesPerS: baseline}
 	// The CPU profile of the run attributes CPU to stages (stages.go).
@@ -168,6 +197,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopProfile()
 	runtime.GC()
 	cpu0 := cpuTime()
+	child0 := childCPU()
 	start := time.Now()
 
 	// Latency probes: a unique IP per probe, sent on its own connection while
@@ -235,6 +265,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	visible := time.Since(start)
 	cpu := cpuTime() - cpu0
+	child1 := childCPU()
 	stopProfile()
 	stopProbes()
 	probeWG.Wait()
@@ -244,13 +275,32 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if st, err := cpuByStage(prof.Bytes()); err == nil {
-		res.CPUByStage = st
+		res.CPUByStage = append(st, res.CPUByStage...)
 	} else {
 		progress("cpu by stage: %v", err)
 	}
-	res.KVBytes = metricSum(a, "logtally_aggregator_kv_bytes_written_total")
-	res.Increments = metricSum(a, "logtally_aggregator_increments_total")
-	res.FailedFlushes = metricSum(a, "logtally_aggregator_flush_retries_total") + metricSum(a, "logtally_aggregator_partition_restarts_total")
+	sum := func(name string) float64 {
+		v := metricSum(a, name)
+		for _, c := range children {
+			v += c.metric(name)
+		}
+		return v
+	}
+	for i, c := range children {
+		d := child1[i] - child0[i]
+		cpu += d
+		res.CPUByStage = append(res.CPUByStage, StageCPU{Stage: c.name + " (process)", Seconds: d.Seconds()})
+	}
+	var stageTotal float64
+	for _, st := range res.CPUByStage {
+		stageTotal += st.Seconds
+	}
+	for i := range res.CPUByStage {
+		res.CPUByStage[i].Share = res.CPUByStage[i].Seconds / max(stageTotal, 1e-9)
+	}
+	res.KVBytes = sum("logtally_aggregator_kv_bytes_written_total")
+	res.Increments = sum("logtally_aggregator_increments_total")
+	res.FailedFlushes = sum("logtally_aggregator_flush_retries_total") + sum("logtally_aggregator_partition_restarts_total")
 	if res.Increments > 0 {
 		res.KVBytesPerIncr = res.KVBytes / res.Increments
 	}

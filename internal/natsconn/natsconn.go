@@ -6,7 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +37,10 @@ type Config struct {
 	// the flags (empty, zero) uses the server's default, every 2 minutes.
 	Sync         string        `yaml:"sync"`
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// EmbeddedListen makes the embedded server accept clients on a TCP
+	// address, so that stage processes can join an all-in-one process
+	// (`logtally bench -aggregators 2` does). Empty: in-process only.
+	EmbeddedListen string `yaml:"embedded_listen"`
 
 	User        string `yaml:"user"`
 	Password    string `yaml:"password"`
@@ -67,6 +73,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.PublishTimeout, "nats.publish-timeout", 5*time.Second, "longest wait for JetStream to acknowledge a publish before it is retried (parser output, aggregator state)")
 	f.StringVar(&c.Sync, "nats.sync", SyncInterval, "embedded server only: when its file store fsyncs, \"always\" (every write; acknowledged writes survive a power loss, slower) or \"interval\" (every -nats.sync-interval); an external NATS sets sync_interval in its own config")
 	f.DurationVar(&c.SyncInterval, "nats.sync-interval", DefaultSyncInterval, "embedded server only: fsync interval of its file store with -nats.sync=interval")
+	f.StringVar(&c.EmbeddedListen, "nats.embedded-listen", "", "embedded server only: also accept NATS clients on this host:port (no authentication: bind to loopback), so that stage processes can join; empty keeps it in-process")
 	f.StringVar(&c.User, "nats.user", "", "user name for NATS user/password authentication")
 	f.StringVar(&c.Password, "nats.password", "", "password for NATS user/password authentication (prefer the environment or a file over the command line)")
 	f.StringVar(&c.Token, "nats.token", "", "token for NATS token authentication")
@@ -108,6 +115,14 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("nats.tls.cert-file and nats.tls.key-file go together")
+	}
+	if c.EmbeddedListen != "" {
+		if c.URL != "" {
+			return errors.New("nats.embedded-listen configures the embedded server, which does not run with -nats.url")
+		}
+		if _, _, err := splitHostPort(c.EmbeddedListen); err != nil {
+			return fmt.Errorf("nats.embedded-listen %q: %w", c.EmbeddedListen, err)
+		}
 	}
 	if (c.User != "" || c.Token != "" || c.NKeySeed != "" || c.CredsFile != "" || c.TLSCAFile != "") && c.URL == "" {
 		return errors.New("nats authentication and TLS settings need -nats.url (the embedded server has neither)")
@@ -269,7 +284,28 @@ func (c Config) EmbeddedOptions(dataDir string) *server.Options {
 	case c.SyncInterval > 0:
 		opts.SyncInterval = c.SyncInterval
 	}
+	if host, port, err := splitHostPort(c.EmbeddedListen); c.EmbeddedListen != "" && err == nil {
+		opts.DontListen, opts.Host, opts.Port = false, host, port
+	}
 	return opts
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if port == 0 {
+		port = -1 // a random port, as the server spells it
+	}
+	return host, port, nil
 }
 
 // RunEmbedded starts an embedded JetStream server and waits until it accepts

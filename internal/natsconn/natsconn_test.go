@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
@@ -297,5 +298,32 @@ func TestPublishTimeout(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("publish still waiting after 10s")
+	}
+}
+
+func TestEmbeddedListen(t *testing.T) {
+	c := Config{Replicas: 1, Sync: SyncInterval, SyncInterval: time.Minute, EmbeddedListen: "127.0.0.1:0"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := RunEmbedded(c.EmbeddedOptions(t.TempDir()), hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatalf("a stage process cannot join the embedded server at %s: %v", srv.ClientURL(), err)
+	}
+	nc.Close()
+	bad := c
+	bad.URL = "nats://elsewhere:4222"
+	if err := bad.Validate(); err == nil {
+		t.Fatal("-nats.embedded-listen with -nats.url accepted")
+	}
+	bad = c
+	bad.EmbeddedListen = "nowhere"
+	if err := bad.Validate(); err == nil {
+		t.Fatal("an address without a port accepted")
 	}
 }
