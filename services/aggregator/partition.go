@@ -558,6 +558,9 @@ func (pt *partition) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(writes) > 0 && pt.s.crashes.Load() > 0 && pt.s.crashes.Add(-1) >= 0 {
+		return fmt.Errorf("partition %d: %w before the checkpoint", pt.p, errInjectedCrash)
+	}
 
 	cp, err := proto.Marshal(&logtallyv1.Checkpoint{
 		Seq: pt.pos, WatermarkUnixMs: pt.wm, Owner: pt.s.id,

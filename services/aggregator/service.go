@@ -59,6 +59,8 @@ type Service struct {
 		beforeCheckpoint func(p int) error
 	}
 
+	crashes atomic.Int64 // CrashBeforeCheckpoint
+
 	mu        sync.Mutex
 	owned     map[int]*runner
 	lastOwned int // for logging changes only; used by the membership loop
@@ -231,6 +233,12 @@ func (s *Service) Kill() {
 		delete(s.owned, p)
 	}
 }
+
+// CrashBeforeCheckpoint is fault injection for end-to-end tests: the next
+// n flushes that commit windows end as a crash would, after the windows
+// and before the checkpoint, so that the next session replays records the
+// windows already hold (logtally_aggregator_replayed_records_skipped_total).
+func (s *Service) CrashBeforeCheckpoint(n int) { s.crashes.Store(int64(n)) }
 
 // Owned returns the partitions this instance owns now.
 func (s *Service) Owned() []int {
