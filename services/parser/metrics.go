@@ -9,6 +9,7 @@ type metrics struct {
 	batches      prometheus.Counter
 	lines        prometheus.Counter
 	records      prometheus.Counter
+	groups       prometheus.Counter
 	deadLetters  *prometheus.CounterVec
 	published    prometheus.Counter
 	publishFails prometheus.Counter
@@ -23,9 +24,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	return &metrics{
 		batches:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_batches_total", Help: "Raw batches parsed and acknowledged."}),
 		lines:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_lines_total", Help: "Lines read from raw batches."}),
-		records:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_records_total", Help: "Records published to logs.parsed."}),
+		records:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_records_total", Help: "Lines counted into record batches on logs.parsed (lines read minus dead letters)."}),
+		groups:       f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_groups_total", Help: "(minute, client IP) groups published; records / groups is how much the combiner saves."}),
 		deadLetters:  f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_parser_dead_letters_total", Help: "Lines rejected to the dead-letter stream, by reason."}, []string{"reason"}),
-		published:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_messages_published_total", Help: "Record batch messages published."}),
+		published:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_messages_published_total", Help: "Record batch messages published: one per raw batch and partition."}),
 		publishFails: f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_publish_failures_total", Help: "Raw batches whose output could not be published; they are delivered again."}),
 		badBatches:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_bad_batches_total", Help: "Raw messages that were not a RawBatch; kept whole as a dead letter."}),
 		pending:      f.NewGauge(prometheus.GaugeOpts{Name: "logtally_parser_consumer_pending", Help: "Raw batches not yet delivered to any parser (consumer lag of LOGTALLY_RAW/parser)."}),

@@ -1,7 +1,11 @@
-// Package parser turns raw line batches into partitioned record batches.
-// Replicas share one durable consumer, so starting more parsers splits the
-// work. Output message IDs derive from the raw message's stream sequence: a
-// redelivered raw batch publishes the same IDs and JetStream drops them.
+// Package parser turns raw line batches into combined record batches, one
+// per (raw batch, partition): the lines of a raw batch are counted per
+// (minute, client IP) with their classes, and every partition gets its
+// message, empty or not, so the aggregator can deduplicate by raw sequence
+// and notice a batch that never arrived. Replicas share one durable
+// consumer, so starting more parsers splits the work. Output message IDs
+// derive from the raw message's stream sequence: a redelivered raw batch
+// publishes the same IDs and JetStream drops them.
 package parser
 
 import (
@@ -18,7 +22,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
-	"github.com/logtally/logtally/internal/counts"
 	"github.com/logtally/logtally/internal/service"
 	"github.com/logtally/logtally/internal/topology"
 	"github.com/logtally/logtally/services/parser/format"
@@ -173,7 +176,7 @@ func (s *Service) Kill() {
 
 func (s *Service) work(i int) {
 	defer s.wg.Done()
-	w := &worker{s: s, parser: format.New(s.opts), out: make([]columns, s.deps.Topology.Partitions)}
+	w := &worker{s: s, parser: format.New(s.opts), comb: newCombiner(s.deps.Topology.Partitions)}
 	s.itMu.Lock()
 	it := s.iters[i]
 	s.itMu.Unlock()
@@ -240,7 +243,7 @@ type worker struct {
 	s      *Service
 	parser *format.Parser
 	raw    rawBatch
-	out    []columns
+	comb   *combiner
 	dead   []deadLetter
 	futs   []jetstream.PubAckFuture
 }
@@ -259,9 +262,10 @@ type deadLetter struct {
 	code   string
 }
 
-// handle parses one raw batch and publishes its records and dead letters;
-// it returns only after JetStream acknowledged every output message.
-func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
+// handle parses one raw batch and publishes its record batches, one per
+// partition, and its dead letters; it returns only after JetStream
+// acknowledged every output message.
+func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 	meta, err := m.Metadata()
 	if err != nil {
 		return fmt.Errorf("raw message metadata: %w", err)
@@ -273,58 +277,37 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 	// the dead letters and raw lines alias the message, the futures hold
 	// the published messages.
 	defer w.release()
-	if err := decodeRaw(m.Data(), rb); err != nil {
+	defer func() {
+		if err != nil {
+			// Unacknowledged publishes may still be retried from these.
+			w.comb.dropBuffers()
+		}
+	}()
+	if derr := decodeRaw(m.Data(), rb); derr != nil {
 		w.s.m.badBatches.Inc()
-		w.dead = append(w.dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, err), code: "not_raw_batch"})
-		*rb = rawBatch{source: "unknown", receivedMS: meta.Timestamp.UnixMilli()}
+		w.dead = append(w.dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, derr), code: "not_raw_batch"})
+		// What decodeRaw read before it failed is not to be parsed, nor kept.
+		clear(rb.lines)
+		clear(rb.oversized)
+		*rb = rawBatch{source: "unknown", receivedMS: meta.Timestamp.UnixMilli(), lines: rb.lines[:0], oversized: rb.oversized[:0]}
 	}
-	received := time.UnixMilli(rb.receivedMS).UTC()
-	f, ferr := format.ParseFormat(rb.format)
-	if ferr != nil {
-		f = format.Auto
-	}
-	n := len(w.out)
-	for i := range w.out {
-		w.out[i].reset()
-	}
-	var rec format.Record
-	for _, line := range rb.lines {
-		if err := w.parser.Parse(line, f, received, &rec); err != nil {
-			w.dead = append(w.dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
-			continue
-		}
-		a := counts.Pack(rec.Addr)
-		w.out[counts.Partition(a, n)].add(a, &rec)
-	}
-	for _, o := range rb.oversized {
-		w.dead = append(w.dead, deadLetter{
-			line:   o.prefix,
-			length: int(o.length),
-			reason: fmt.Sprintf("line too long: %d bytes", o.length),
-			code:   "line_too_long",
-		})
-	}
-	if len(w.dead) > 0 {
-		// The count travels with the records so that the aggregator's exactly
-		// once bookkeeping covers dead letters too.
-		p := int(seq % uint64(n))
-		w.out[p].used = true
-		w.out[p].deadLetters = uint64(len(w.dead))
-	}
+	records := w.combine(rb, seq)
 
-	records, parts := 0, 0
-	for p := range w.out {
-		c := &w.out[p]
-		if !c.used {
-			continue
-		}
-		records += len(c.times)
-		parts++
-		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), c.encode(seq, rb.receivedMS), jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
+	groups := 0
+	for p := range w.comb.parts {
+		pb := &w.comb.parts[p]
+		groups += len(pb.groups)
+		pb.buf = appendRecordBatch(pb.buf[:0], pb, seq, rb.receivedMS)
+		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), pb.buf, jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
 		if err != nil {
 			return fmt.Errorf("publish partition %d of %s: %w", p, id, err)
 		}
 		w.futs = append(w.futs, fut)
+		if len(w.futs) >= maxUnacked {
+			if err := w.waitAcks(ctx, id); err != nil {
+				return err
+			}
+		}
 	}
 	src := subjectToken(rb.source)
 	for i, d := range w.dead {
@@ -355,11 +338,52 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	w.s.m.lines.Add(float64(len(rb.lines) + len(rb.oversized)))
 	w.s.m.records.Add(float64(records))
-	w.s.m.published.Add(float64(parts))
+	w.s.m.groups.Add(float64(groups))
+	w.s.m.published.Add(float64(len(w.comb.parts)))
 	for _, d := range w.dead {
 		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
 	}
 	return nil
+}
+
+// combine parses the lines of rb into w.comb, collects the dead letters in
+// w.dead and returns the number of records (lines counted). It publishes
+// nothing, so that it is the same for a redelivered batch: lines without a
+// timestamp take rb's receive time, and the dead-letter count goes to
+// partition seq mod P.
+func (w *worker) combine(rb *rawBatch, seq uint64) int {
+	received := time.UnixMilli(rb.receivedMS).UTC()
+	f, ferr := format.ParseFormat(rb.format)
+	if ferr != nil {
+		f = format.Auto
+	}
+	c := w.comb
+	c.reset()
+	records := 0
+	var rec format.Record
+	for _, line := range rb.lines {
+		if err := w.parser.Parse(line, f, received, &rec); err != nil {
+			w.dead = append(w.dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
+			continue
+		}
+		c.add(&rec)
+		records++
+	}
+	for _, o := range rb.oversized {
+		w.dead = append(w.dead, deadLetter{
+			line:   o.prefix,
+			length: int(o.length),
+			reason: fmt.Sprintf("line too long: %d bytes", o.length),
+			code:   "line_too_long",
+		})
+	}
+	if len(w.dead) > 0 {
+		// The count travels with the records so that the aggregator's exactly
+		// once bookkeeping covers dead letters too.
+		c.parts[seq%uint64(len(c.parts))].deadLetters = uint64(len(w.dead))
+	}
+	c.finish()
+	return records
 }
 
 // waitAcks waits until JetStream acknowledged every future in w.futs and

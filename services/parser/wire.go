@@ -1,19 +1,21 @@
 package parser
 
 import (
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/logtally/logtally/internal/counts"
-	"github.com/logtally/logtally/services/parser/format"
 )
 
-// The parser touches every line twice on the wire: once reading RawBatch and
-// once writing RecordBatch. Both are done with protowire so that lines and
-// request fields are sliced from the input instead of copied into strings;
-// the generated types in gen/ remain the definition of the format, and the
-// tests check these functions against them.
+// The parser reads every line from a RawBatch and writes every group to a
+// RecordBatch. Both are done with protowire: lines are sliced from the input
+// instead of copied, and groups are written from the combiner's reused
+// slices with no message structs in between. The generated types in gen/
+// remain the definition of the format, and the tests check these functions
+// against them.
 
 type oversized struct {
 	prefix []byte
@@ -110,91 +112,82 @@ func decodeOversized(b []byte) (oversized, error) {
 	return o, nil
 }
 
-// columns collects the records of one partition; byte slices alias the raw
-// message until encode copies them into the output.
-type columns struct {
-	addrs       []byte
-	times       []int64
-	methods     [][]byte
-	paths       [][]byte
-	statuses    []uint32
-	sizes       []uint64
-	agents      [][]byte
-	deadLetters uint64
-	used        bool
-}
+// Field numbers of logtallyv1.RecordBatch written by the combiner. The
+// counter columns are numbered in counts.Class order from fieldRequests on.
+const (
+	fieldRawSeq      = 3
+	fieldDeadLetters = 4
+	fieldReceived    = 5
+	fieldFormat      = 11
+	fieldMinutes     = 12
+	fieldGroupAddrs  = 13
+	fieldRequests    = 14
+)
 
-func (c *columns) reset() {
-	*c = columns{
-		addrs: c.addrs[:0], times: c.times[:0], methods: c.methods[:0], paths: c.paths[:0],
-		statuses: c.statuses[:0], sizes: c.sizes[:0], agents: c.agents[:0],
-	}
-}
+// recordBatchFormat is RecordBatch.format of combined batches.
+const recordBatchFormat = 2
 
-func (c *columns) add(a [counts.AddrLen]byte, r *format.Record) {
-	c.used = true
-	c.addrs = append(c.addrs, a[:]...)
-	c.times = append(c.times, r.Time.UnixMilli())
-	c.methods = append(c.methods, r.Method)
-	c.paths = append(c.paths, r.Path)
-	c.statuses = append(c.statuses, r.Status)
-	c.sizes = append(c.sizes, r.Size)
-	c.agents = append(c.agents, r.UserAgent)
-}
+// appendRecordBatch appends pb as a format 2 logtallyv1.RecordBatch, fields
+// in number order and zero scalars left out, as proto.Marshal writes them:
+// the tests compare the bytes. A partition without groups still gets
+// raw_seq and format, so that the aggregator sees every raw sequence.
+func appendRecordBatch(b []byte, pb *partBatch, rawSeq uint64, receivedMS int64) []byte {
+	gs := pb.groups
+	// Packed columns are written length first, so their sizes are summed
+	// before anything is written, all in one pass over the groups.
+	minutesLen := 0
+	var colLen [counts.NumClasses]int
+	for i := range gs {
+		g := &gs[i]
+		minutesLen += protowire.SizeVarint(uint64(g.key.minute()))
+		for k, v := range g.c {
+			colLen[k] += protowire.SizeVarint(v)
+		}
+	}
+	const tagVarint = 2 + binary.MaxVarintLen64 // a tag and a varint, at most
+	size := 4 * tagVarint                       // raw_seq, dead_letters, received, format
+	if len(gs) > 0 {
+		size += tagVarint + minutesLen + tagVarint + counts.AddrLen*len(gs)
+		for _, n := range colLen {
+			size += tagVarint + n
+		}
+	}
+	b = slices.Grow(b, size)
 
-// encode writes the columns as a logtallyv1.RecordBatch.
-func (c *columns) encode(rawSeq uint64, receivedMS int64) []byte {
-	size := 64 + len(c.addrs) + 10*len(c.times) + 16*len(c.statuses)
-	for i := range c.methods {
-		size += len(c.methods[i]) + len(c.paths[i]) + len(c.agents[i]) + 12
-	}
-	b := make([]byte, 0, size)
-	if len(c.addrs) > 0 {
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendBytes(b, c.addrs)
-	}
-	b = appendPacked(b, 2, c.times)
 	if rawSeq != 0 {
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendTag(b, fieldRawSeq, protowire.VarintType)
 		b = protowire.AppendVarint(b, rawSeq)
 	}
-	if c.deadLetters != 0 {
-		b = protowire.AppendTag(b, 4, protowire.VarintType)
-		b = protowire.AppendVarint(b, c.deadLetters)
+	if pb.deadLetters != 0 {
+		b = protowire.AppendTag(b, fieldDeadLetters, protowire.VarintType)
+		b = protowire.AppendVarint(b, pb.deadLetters)
 	}
 	if receivedMS != 0 {
-		b = protowire.AppendTag(b, 5, protowire.VarintType)
+		b = protowire.AppendTag(b, fieldReceived, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(receivedMS))
 	}
-	b = appendStrings(b, 6, c.methods)
-	b = appendStrings(b, 7, c.paths)
-	b = appendPacked(b, 8, c.statuses)
-	b = appendPacked(b, 9, c.sizes)
-	return appendStrings(b, 10, c.agents)
-}
-
-func appendStrings(b []byte, num protowire.Number, vs [][]byte) []byte {
-	for _, v := range vs {
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		b = protowire.AppendBytes(b, v)
-	}
-	return b
-}
-
-// appendPacked writes a packed repeated varint field (int64 as two's
-// complement, as protobuf does).
-func appendPacked[T int64 | uint32 | uint64](b []byte, num protowire.Number, vs []T) []byte {
-	if len(vs) == 0 {
+	b = protowire.AppendTag(b, fieldFormat, protowire.VarintType)
+	b = protowire.AppendVarint(b, recordBatchFormat)
+	if len(gs) == 0 {
 		return b
 	}
-	n := 0
-	for _, v := range vs {
-		n += protowire.SizeVarint(uint64(v))
+	b = protowire.AppendTag(b, fieldMinutes, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(minutesLen))
+	for i := range gs {
+		b = protowire.AppendVarint(b, uint64(gs[i].key.minute())) // two's complement, as int64 fields are
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
-	for _, v := range vs {
-		b = protowire.AppendVarint(b, uint64(v))
+	b = protowire.AppendTag(b, fieldGroupAddrs, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(counts.AddrLen*len(gs)))
+	for i := range gs {
+		b = append(b, gs[i].key[8:]...)
+	}
+	// Zeros are written too: every column has one value per group.
+	for k, n := range colLen {
+		b = protowire.AppendTag(b, fieldRequests+protowire.Number(k), protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n))
+		for i := range gs {
+			b = protowire.AppendVarint(b, gs[i].c[k])
+		}
 	}
 	return b
 }

@@ -77,6 +77,7 @@ func (p *Parser) parseAccess(line, host []byte, addr netip.Addr, ok bool, i int,
 	if rec.Status, ok = parseStatus(f); !ok {
 		return fmt.Errorf("%w: bad status %s", ErrMalformed, q(f))
 	}
+	rec.AuthFailure = AuthFailureStatus(rec.Status)
 	if f, i = nextField(line, i); len(f) == 0 {
 		return nil
 	}

@@ -1,6 +1,7 @@
 // Package format turns one raw log line into a Record: client IP, event time
 // and, where the format carries them, request method, path, status, size and
-// user agent.
+// user agent, plus whether the line is an authentication failure (class.go
+// has the class rules the combiner counts).
 //
 // It knows Common/Combined Log Format (Apache, nginx), the vhost-prefixed
 // variant, syslog (RFC 5424 and RFC 3164), JSON lines, and a fallback that
@@ -110,6 +111,10 @@ type Record struct {
 	Status    uint32 // 0 when absent
 	Size      uint64 // 0 when absent or "-"
 	UserAgent []byte
+	// AuthFailure marks a failed login: a syslog message that
+	// AuthFailureMessage accepts, or an access-log (CLF, JSON) status that
+	// AuthFailureStatus accepts. Other formats never set it.
+	AuthFailure bool
 }
 
 // Parser parses lines. It is immutable after New and safe for concurrent

@@ -27,6 +27,7 @@ type want struct {
 	status uint32
 	size   uint64
 	ua     string
+	auth   bool
 	err    error
 }
 
@@ -49,6 +50,12 @@ var cases = []tcase{
 	{"offset -0700", Auto,
 		`198.51.100.24 - - [23/Nov/2026:22:15:01 -0700] "HEAD /health HTTP/1.1" 204 0 "-" "kube-probe/1.30"`, time.Time{},
 		want{addr: "198.51.100.24", time: "2026-11-24T05:15:01Z", method: "HEAD", path: "/health", status: 204, ua: "kube-probe/1.30"}},
+	{"401 is an auth failure", CLF,
+		`192.0.2.1 - - [24/Nov/2026:10:00:00 +0000] "GET /admin HTTP/1.1" 401 12`, time.Time{},
+		want{addr: "192.0.2.1", time: "2026-11-24T10:00:00Z", method: "GET", path: "/admin", status: 401, size: 12, auth: true}},
+	{"407 is an auth failure", Auto,
+		`192.0.2.1 - - [24/Nov/2026:10:00:00 +0000] "CONNECT example.com:443 HTTP/1.1" 407 0`, time.Time{},
+		want{addr: "192.0.2.1", time: "2026-11-24T10:00:00Z", method: "CONNECT", path: "example.com:443", status: 407, auth: true}},
 	{"common format dash size", CLF,
 		`192.0.2.1 - - [24/Nov/2026:10:00:00 +0000] "POST /login HTTP/1.1" 302 -`, time.Time{},
 		want{addr: "192.0.2.1", time: "2026-11-24T10:00:00Z", method: "POST", path: "/login", status: 302}},
@@ -157,7 +164,7 @@ var cases = []tcase{
 	// --- syslog ---
 	{"rfc5424 sshd fraction offset", Syslog,
 		`<34>1 2026-11-24T10:00:00.123+01:00 mymachine sshd 123 - - Failed password for root from 198.51.100.4 port 22 ssh2`, time.Time{},
-		want{addr: "198.51.100.4", time: "2026-11-24T09:00:00.123Z"}},
+		want{addr: "198.51.100.4", time: "2026-11-24T09:00:00.123Z", auth: true}},
 	{"rfc5424 SD skipped", Auto,
 		`<165>1 2026-11-24T10:00:00.000003Z 10.1.1.1 evntslog - ID47 [exampleSDID@32473 iut="3" ip="10.9.9.9" note="a \] b"][x@1 y="]"] ` + "\ufeff" + `An application event from 192.0.2.44`, time.Time{},
 		want{addr: "192.0.2.44", time: "2026-11-24T10:00:00.000003Z"}},
@@ -172,7 +179,7 @@ var cases = []tcase{
 		want{err: ErrBadTimestamp}},
 	{"rfc3164 sshd", Syslog,
 		`<38>Nov 24 10:00:00 bastion sshd[4121]: Failed password for invalid user admin from 203.0.113.50 port 52144 ssh2`, time.Time{},
-		want{addr: "203.0.113.50", time: "2026-11-24T10:00:00Z"}},
+		want{addr: "203.0.113.50", time: "2026-11-24T10:00:00Z", auth: true}},
 	{"rfc3164 iptables SRC preferred", Auto,
 		`<4>Nov 24 10:00:00 fw kernel: [12345.678] IN=eth0 OUT= MAC=00:16:3e:5e:6c:00:00:16:3e:1a:2b:3c:08:00 SRC=203.0.113.9 DST=10.0.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=0 DF PROTO=TCP SPT=443 DPT=22 WINDOW=29200 RES=0x00 SYN URGP=0`, time.Time{},
 		want{addr: "203.0.113.9", time: "2026-11-24T10:00:00Z"}},
@@ -184,16 +191,25 @@ var cases = []tcase{
 		want{addr: "198.51.100.77", time: "2026-11-04T10:00:00Z"}},
 	{"rfc3164 year rollover", Syslog,
 		`<34>Dec 31 23:59:58 host sshd[1]: Invalid user x from 198.51.100.4 port 4`, time.Date(2027, 1, 1, 0, 0, 5, 0, time.UTC),
-		want{addr: "198.51.100.4", time: "2026-12-31T23:59:58Z"}},
+		want{addr: "198.51.100.4", time: "2026-12-31T23:59:58Z", auth: true}},
 	{"rfc3164 sender slightly ahead over new year", Syslog,
 		`<34>Jan  1 00:00:01 host sshd[1]: Invalid user x from 198.51.100.4 port 4`, time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC),
-		want{addr: "198.51.100.4", time: "2027-01-01T00:00:01Z"}},
+		want{addr: "198.51.100.4", time: "2027-01-01T00:00:01Z", auth: true}},
 	{"rfc3164 no PRI auto", Auto,
 		`Nov 24 10:00:00 host sshd[1]: Received disconnect from 192.0.2.9: 11: Bye [preauth]`, time.Time{},
 		want{addr: "192.0.2.9", time: "2026-11-24T10:00:00Z"}},
 	{"rsyslog file format", Auto,
 		`2026-11-24T10:00:00.123456+01:00 host sshd[1]: Connection closed by 2001:db8::dead port 22 [preauth]`, time.Time{},
 		want{addr: "2001:db8::dead", time: "2026-11-24T09:00:00.123456Z"}},
+	{"pam authentication failure takes rhost", Auto,
+		`<86>Nov 24 10:00:00 host sshd[7]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.21  user=root`, time.Time{},
+		want{addr: "198.51.100.21", time: "2026-11-24T10:00:00Z", auth: true}},
+	{"sshd invalid user ipv6", Syslog,
+		`<38>Nov 24 10:00:00 host sshd[7]: Invalid user oracle from 2001:db8::77 port 4242`, time.Time{},
+		want{addr: "2001:db8::77", time: "2026-11-24T10:00:00Z", auth: true}},
+	{"sshd closed by authenticating user", Syslog,
+		`<38>Nov 24 10:00:00 host sshd[7]: Connection closed by authenticating user root 198.51.100.22 port 4242 [preauth]`, time.Time{},
+		want{addr: "198.51.100.22", time: "2026-11-24T10:00:00Z", auth: true}},
 	{"postfix", Auto,
 		`<22>Nov 24 10:00:00 mail postfix/smtpd[123]: connect from unknown[203.0.113.66]`, time.Time{},
 		want{addr: "203.0.113.66", time: "2026-11-24T10:00:00Z"}},
@@ -226,6 +242,9 @@ var cases = []tcase{
 	{"json rfc3339", JSON,
 		`{"remote_addr":"203.0.113.7","time":"2026-11-24T10:00:00+01:00","request":"GET / HTTP/1.1","status":200,"body_bytes_sent":12,"http_user_agent":"x"}`, time.Time{},
 		want{addr: "203.0.113.7", time: "2026-11-24T09:00:00Z", method: "GET", path: "/", status: 200, size: 12, ua: "x"}},
+	{"json 401 is an auth failure", JSON,
+		`{"remote_addr":"203.0.113.8","time":"2026-11-24T10:00:00Z","request":"POST /login HTTP/1.1","status":401}`, time.Time{},
+		want{addr: "203.0.113.8", time: "2026-11-24T10:00:00Z", method: "POST", path: "/login", status: 401, auth: true}},
 	{"json epoch seconds", Auto,
 		`{"ip":"192.0.2.1","ts":1795514400,"method":"POST","path":"/api","status":"201","bytes":"-"}`, time.Time{},
 		want{addr: "192.0.2.1", time: "2026-11-24T10:00:00Z", method: "POST", path: "/api", status: 201}},
@@ -318,6 +337,7 @@ func TestParse(t *testing.T) {
 			}
 			var rec Record
 			rec.Status = 777 // must be reset
+			rec.AuthFailure = !tc.want.auth
 			err := p.Parse([]byte(tc.line), tc.f, received, &rec)
 			if tc.want.err != nil {
 				if !errors.Is(err, tc.want.err) {
@@ -326,7 +346,7 @@ func TestParse(t *testing.T) {
 				if len(err.Error()) > 300 {
 					t.Errorf("error text too long (%d bytes): %v", len(err.Error()), err)
 				}
-				if rec.Addr.IsValid() || rec.Status != 0 {
+				if rec.Addr.IsValid() || rec.Status != 0 || rec.AuthFailure {
 					t.Errorf("record not zeroed on error: %+v", rec)
 				}
 				return
@@ -365,6 +385,9 @@ func checkRecord(t *testing.T, rec Record, w want, received time.Time) {
 	}
 	if string(rec.UserAgent) != w.ua || (w.ua == "") != (rec.UserAgent == nil) {
 		t.Errorf("UserAgent = %q, want %q", rec.UserAgent, w.ua)
+	}
+	if rec.AuthFailure != w.auth {
+		t.Errorf("AuthFailure = %v, want %v", rec.AuthFailure, w.auth)
 	}
 }
 

@@ -44,6 +44,8 @@ func checkInvariants(t *testing.T, p *Parser, line []byte, f Format) {
 		t.Fatalf("%v %q: Time %v beyond MaxFuture", f, line, rec.Time)
 	case rec.Status > 999:
 		t.Fatalf("%v %q: Status %d", f, line, rec.Status)
+	case f != Auto && f != Syslog && rec.AuthFailure != AuthFailureStatus(rec.Status):
+		t.Fatalf("%v %q: AuthFailure %v with status %d", f, line, rec.AuthFailure, rec.Status)
 	}
 }
 

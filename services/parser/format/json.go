@@ -156,6 +156,7 @@ func (p *Parser) parseJSON(line []byte, received time.Time, rec *Record) error {
 	if pk := picks[jStatus]; pk.set {
 		if v, ok := jsonUint(line, pk.val); ok && v < 1000 {
 			rec.Status = uint32(v)
+			rec.AuthFailure = AuthFailureStatus(rec.Status)
 		}
 	}
 	if pk := picks[jSize]; pk.set {

@@ -216,6 +216,8 @@ func setMsgIP(rec *Record, msg []byte, t time.Time, line []byte) error {
 		return fmt.Errorf("%w in syslog message %s", ErrNoClientIP, q(line))
 	}
 	rec.Addr, rec.Time = a, t
+	// Only for lines that are counted: a rejected line's class is moot.
+	rec.AuthFailure = AuthFailureMessage(msg)
 	return nil
 }
 
