@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -49,13 +51,19 @@ type Counters struct {
 	Bytes        uint64
 }
 
-// Add adds o to c.
+// Add adds o to c. Bytes saturate at the largest uint64 instead of
+// wrapping: sizes come from the logs, and a forged one must not turn a
+// flood into a small number. (The other counters count lines.)
 func (c *Counters) Add(o Counters) {
 	c.Requests += o.Requests
 	c.Status4xx += o.Status4xx
 	c.Status5xx += o.Status5xx
 	c.AuthFailures += o.AuthFailures
-	c.Bytes += o.Bytes
+	if sum, carry := bits.Add64(c.Bytes, o.Bytes, 0); carry != 0 {
+		c.Bytes = math.MaxUint64
+	} else {
+		c.Bytes = sum
+	}
 }
 
 // Get returns the counter of one class.

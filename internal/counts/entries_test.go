@@ -2,6 +2,7 @@ package counts
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -230,4 +231,12 @@ func FuzzUnmarshalManifest(f *testing.F) {
 		}
 		_, _ = UnmarshalChunk(b)
 	})
+}
+
+func TestBytesSaturate(t *testing.T) {
+	c := Counters{Requests: 1, Bytes: math.MaxUint64 - 5}
+	c.Add(Counters{Requests: 1, Bytes: 10})
+	if c.Bytes != math.MaxUint64 || c.Requests != 2 {
+		t.Fatalf("%+v: bytes must saturate, not wrap", c)
+	}
 }
