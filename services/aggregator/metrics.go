@@ -7,6 +7,7 @@ import (
 
 type metrics struct {
 	increments     prometheus.Counter
+	records        prometheus.Counter
 	skipped        prometheus.Counter
 	duplicates     prometheus.Counter
 	dupBatches     prometheus.Counter
@@ -35,6 +36,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	f := promauto.With(r)
 	return &metrics{
 		increments:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_increments_total", Help: "(window, IP) counter updates applied: one per group of a record batch and resolution."}),
+		records:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_records_total", Help: "Lines (requests) counted into windows: the pipeline's lines out."}),
 		skipped:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_replayed_records_skipped_total", Help: "Requests of replayed messages skipped because their window already holds them."}),
 		duplicates:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_duplicate_messages_total", Help: "Messages delivered again at or below the applied position."}),
 		dupBatches:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_duplicate_batches_total", Help: "Record batches of a raw batch already applied (republished after the duplicate window), skipped."}),

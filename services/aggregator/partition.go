@@ -332,7 +332,7 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 	lateness := pt.s.cfg.AllowedLateness.Milliseconds()
 	var late []int // groups
 	var lateRequests uint64
-	var applied, skipped uint64
+	var applied, skipped, requests uint64
 	for i := range b.groups() {
 		t := b.minutes[i] * 60_000
 		c := b.counters[i]
@@ -351,7 +351,9 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 				return err
 			}
 			if seq <= w.lastSeq() {
-				skipped += c.Requests
+				if r == 0 {
+					skipped += c.Requests
+				}
 				continue
 			}
 			if w.pending == nil {
@@ -366,6 +368,9 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 			w.pending[addr] = old
 			w.dirty = true
 			applied++
+			if r == 0 {
+				requests += c.Requests
+			}
 		}
 	}
 	if len(late) > 0 {
@@ -396,6 +401,7 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 		}
 	}
 	pt.s.m.increments.Add(float64(applied))
+	pt.s.m.records.Add(float64(requests))
 	pt.s.m.skipped.Add(float64(skipped))
 	pt.s.m.late.Add(float64(lateRequests))
 	return nil
