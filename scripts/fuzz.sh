@@ -34,7 +34,7 @@ required=(
 	"./services/ingest FuzzScanSyslog"
 	"./services/ingest FuzzHTTPIngestBody" # plain and gzip ingest bodies against a decoding oracle
 	"./services/parser/format FuzzParse"
-	"./services/query FuzzParseRange"
+	"./internal/windows FuzzParseRange" # range parameters through the read model's checks
 	"./services/query FuzzQueryAPI" # every HTTP endpoint with arbitrary parameters
 )
 if (($# == 0)); then

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/logtally/logtally/internal/windows"
 )
 
 // Config of the query stage.
@@ -19,8 +21,8 @@ type Config struct {
 	MaxPoints int `yaml:"max_points"`
 	// Timeout bounds the work of one query (not of a WatchTop stream).
 	Timeout time.Duration `yaml:"timeout"`
-	// CacheBytes bounds the (estimated) memory of decoded windows kept in
-	// the LRU cache.
+	// CacheBytes bounds the (estimated) memory of decoded manifests and
+	// chunks kept in the LRU cache.
 	CacheBytes int64 `yaml:"cache_bytes"`
 	// FetchConcurrency bounds the concurrent KV gets of one query.
 	FetchConcurrency int `yaml:"fetch_concurrency"`
@@ -35,7 +37,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.Var(newDaysValue(&c.MaxRange, 400*24*time.Hour), "query.max-range", "longest range of a query (Go duration, or days such as 400d)")
 	f.IntVar(&c.MaxPoints, "query.max-points", 10000, "largest number of points of one IP series")
 	f.DurationVar(&c.Timeout, "query.timeout", 10*time.Second, "time limit of one query")
-	f.Int64Var(&c.CacheBytes, "query.cache-bytes", 256<<20, "memory bound (estimated bytes) of the cache of decoded windows")
+	f.Int64Var(&c.CacheBytes, "query.cache-bytes", 256<<20, "memory bound (estimated bytes) of the cache of decoded window manifests and chunks")
 	f.IntVar(&c.FetchConcurrency, "query.fetch-concurrency", 16, "concurrent KV gets of one query")
 	f.Var(newDaysValue(&c.DefaultLast, 15*time.Minute), "query.default-last", "range of a query that gives neither last nor from/to")
 }
@@ -50,7 +52,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("query.max-n must be at least 1, got %d", c.MaxN))
 	}
 	if c.MaxRange < time.Minute {
-		errs = append(errs, fmt.Errorf("query.max-range must be at least 1m, got %s", formatDuration(c.MaxRange)))
+		errs = append(errs, fmt.Errorf("query.max-range must be at least 1m, got %s", windows.FormatDuration(c.MaxRange)))
 	}
 	if c.MaxPoints < 1 {
 		errs = append(errs, fmt.Errorf("query.max-points must be at least 1, got %d", c.MaxPoints))
@@ -65,11 +67,21 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("query.fetch-concurrency must be at least 1, got %d", c.FetchConcurrency))
 	}
 	if c.DefaultLast <= 0 || c.DefaultLast%time.Minute != 0 {
-		errs = append(errs, fmt.Errorf("query.default-last must be a positive whole number of minutes, got %s", formatDuration(c.DefaultLast)))
+		errs = append(errs, fmt.Errorf("query.default-last must be a positive whole number of minutes, got %s", windows.FormatDuration(c.DefaultLast)))
 	} else if c.DefaultLast > c.MaxRange {
-		errs = append(errs, fmt.Errorf("query.default-last %s is longer than query.max-range %s", formatDuration(c.DefaultLast), formatDuration(c.MaxRange)))
+		errs = append(errs, fmt.Errorf("query.default-last %s is longer than query.max-range %s", windows.FormatDuration(c.DefaultLast), windows.FormatDuration(c.MaxRange)))
 	}
 	return errors.Join(errs...)
+}
+
+// readerConfig is the configuration of the read model.
+func (c *Config) readerConfig() windows.Config {
+	return windows.Config{
+		Limits:           windows.Limits{MaxN: c.MaxN, MaxRange: c.MaxRange, MaxPoints: c.MaxPoints},
+		CacheBytes:       c.CacheBytes,
+		FetchConcurrency: c.FetchConcurrency,
+		Timeout:          c.Timeout,
+	}
 }
 
 // DefaultConfig returns the flag defaults.
@@ -91,11 +103,11 @@ func (v *daysValue) String() string {
 	if v == nil || v.d == nil {
 		return ""
 	}
-	return formatDuration(*v.d)
+	return windows.FormatDuration(*v.d)
 }
 
 func (v *daysValue) Set(s string) error {
-	d, err := parseDuration(s)
+	d, err := windows.ParseDuration(s)
 	if err != nil {
 		return err
 	}

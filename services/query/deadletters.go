@@ -15,6 +15,7 @@ import (
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/obs"
 	"github.com/logtally/logtally/internal/topology"
+	"github.com/logtally/logtally/internal/windows"
 )
 
 // Dead-letter listing limits.
@@ -63,20 +64,20 @@ type deadLetterJSON struct {
 // costs n gets whatever the stream's size.
 func (s *Service) DeadLetters(ctx context.Context, n int) ([]DeadLetter, error) {
 	if n < 1 || n > MaxDeadLetters {
-		return nil, invalidf("n must be between 1 and %d, got %d", MaxDeadLetters, n)
+		return nil, windows.Invalidf("n must be between 1 and %d, got %d", MaxDeadLetters, n)
 	}
 	if s.stopped.Load() {
-		return nil, unavailable("query service is stopped", nil)
+		return nil, windows.Unavailable("query service is stopped", nil)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	st, err := s.deps.NATS.JS.Stream(ctx, topology.DeadStream)
 	if err != nil {
-		return nil, unavailable("open stream "+topology.DeadStream, err)
+		return nil, windows.Unavailable("open stream "+topology.DeadStream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return nil, unavailable("stream info of "+topology.DeadStream, err)
+		return nil, windows.Unavailable("stream info of "+topology.DeadStream, err)
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	out := make([]DeadLetter, 0, min(n, int(min(info.State.Msgs, uint64(MaxDeadLetters)))))
@@ -92,7 +93,7 @@ func (s *Service) DeadLetters(ctx context.Context, n int) ([]DeadLetter, error) 
 			continue
 		}
 		if err != nil {
-			return nil, unavailable(fmt.Sprintf("read %s message %d", topology.DeadStream, seq), err)
+			return nil, windows.Unavailable(fmt.Sprintf("read %s message %d", topology.DeadStream, seq), err)
 		}
 		var dl logtallyv1.DeadLetter
 		if err := proto.Unmarshal(m.Data, &dl); err != nil {
@@ -122,7 +123,7 @@ func (s *Service) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 	n := 50
 	if v := r.URL.Query().Get("n"); v != "" {
 		if n, err = strconv.Atoi(v); err != nil {
-			err = invalidf("n %q is not a whole number between 1 and %d", v, MaxDeadLetters)
+			err = windows.Invalidf("n %q is not a whole number between 1 and %d", v, MaxDeadLetters)
 			writeErr(w, err)
 			return
 		}

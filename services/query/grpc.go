@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"net/netip"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,9 +12,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/internal/windows"
 )
 
-// grpcServer implements logtally.v1.QueryService on the engine.
+// grpcServer implements logtally.v1.QueryService on the read model.
 type grpcServer struct {
 	logtallyv1.UnimplementedQueryServiceServer
 	s *Service
@@ -23,47 +24,46 @@ type grpcServer struct {
 
 // RangeSpecFromProto converts a TimeRange: last, or from and to; nil (or
 // empty) means the default range.
-func RangeSpecFromProto(tr *logtallyv1.TimeRange) (RangeSpec, error) {
-	var sp RangeSpec
+func RangeSpecFromProto(tr *logtallyv1.TimeRange) (windows.RangeSpec, error) {
+	var sp windows.RangeSpec
 	if tr == nil {
 		return sp, nil
 	}
 	if tr.Last != nil {
 		if tr.From != nil || tr.To != nil {
-			return sp, invalidf("give either last or from and to, not both")
+			return sp, windows.Invalidf("give either last or from and to, not both")
 		}
 		if err := tr.Last.CheckValid(); err != nil {
-			return sp, invalidf("last is not a valid duration: %v", err)
+			return sp, windows.Invalidf("last is not a valid duration: %w", err)
 		}
 		sp.Last, sp.HasLast = tr.Last.AsDuration(), true
 		return sp, nil
 	}
 	if (tr.From == nil) != (tr.To == nil) {
-		return sp, invalidf("from and to must be given together")
+		return sp, windows.Invalidf("from and to must be given together")
 	}
 	if tr.From == nil {
 		return sp, nil
 	}
 	if err := tr.From.CheckValid(); err != nil {
-		return sp, invalidf("from is not a valid timestamp: %v", err)
+		return sp, windows.Invalidf("from is not a valid timestamp: %w", err)
 	}
 	if err := tr.To.CheckValid(); err != nil {
-		return sp, invalidf("to is not a valid timestamp: %v", err)
+		return sp, windows.Invalidf("to is not a valid timestamp: %w", err)
 	}
 	sp.From, sp.To = tr.From.AsTime().UTC(), tr.To.AsTime().UTC()
 	if sp.From.IsZero() || sp.To.IsZero() {
-		return sp, invalidf("from and to must be given together")
+		return sp, windows.Invalidf("from and to must be given together")
 	}
 	return sp, nil
 }
 
-func (g *grpcServer) resolve(tr *logtallyv1.TimeRange) (Range, RangeSpec, error) {
+func (g *grpcServer) resolve(tr *logtallyv1.TimeRange) (windows.Range, error) {
 	sp, err := RangeSpecFromProto(tr)
 	if err != nil {
-		return Range{}, sp, err
+		return windows.Range{}, err
 	}
-	r, err := sp.Resolve(g.s.now(), g.s.finest, g.s.cfg.DefaultLast)
-	return r, sp, err
+	return sp.Resolve(g.s.now(), g.s.finest, g.s.cfg.DefaultLast)
 }
 
 // topNFromProto maps the proto's n: 0 (absent) means 10.
@@ -79,11 +79,18 @@ func topNFromProto(n uint32) int {
 
 func (g *grpcServer) Top(ctx context.Context, req *logtallyv1.TopRequest) (_ *logtallyv1.TopResponse, err error) {
 	defer func(start time.Time) { g.s.observe("top", "grpc", start, err) }(time.Now())
-	r, _, err := g.resolve(req.GetRange())
+	class, err := parseClass(req.GetClass())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := g.s.Top(ctx, r, topNFromProto(req.GetN()))
+	r, err := g.resolve(req.GetRange())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := g.s.waitStarted(); err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := g.s.reader.Top(ctx, r, windows.TopQuery{N: topNFromProto(req.GetN()), Class: class})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -96,51 +103,59 @@ func (g *grpcServer) IPSeries(ctx context.Context, req *logtallyv1.IPSeriesReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r, _, err := g.resolve(req.GetRange())
+	r, err := g.resolve(req.GetRange())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	step := g.s.finest
 	if req.Step != nil {
 		if err := req.Step.CheckValid(); err != nil {
-			return nil, toStatus(invalidf("step is not a valid duration: %v", err))
+			return nil, toStatus(windows.Invalidf("step is not a valid duration: %w", err))
 		}
 		step = req.Step.AsDuration()
 	}
-	res, err := g.s.Series(ctx, ip, r, step)
+	if err := g.s.waitStarted(); err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := g.s.reader.Series(ctx, ip, r, step)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &logtallyv1.IPSeriesResponse{
-		Ip:     res.IP.String(),
-		Count:  res.Count,
-		From:   timestamppb.New(res.Range.From),
-		To:     timestamppb.New(res.Range.To),
-		Series: make([]*logtallyv1.SeriesPoint, len(res.Series)),
+		Ip:       res.IP.String(),
+		Count:    res.Counters.Requests,
+		Counters: countersToProto(res.Counters),
+		From:     timestamppb.New(res.Range.From),
+		To:       timestamppb.New(res.Range.To),
+		Series:   make([]*logtallyv1.SeriesPoint, len(res.Series)),
 	}
 	for i, p := range res.Series {
-		out.Series[i] = &logtallyv1.SeriesPoint{Start: timestamppb.New(p.Start), Count: p.Count}
+		out.Series[i] = &logtallyv1.SeriesPoint{Start: timestamppb.New(p.Start), Count: p.Counters.Requests, Counters: countersToProto(p.Counters)}
 	}
 	return out, nil
 }
 
 func (g *grpcServer) Totals(ctx context.Context, req *logtallyv1.TotalsRequest) (_ *logtallyv1.TotalsResponse, err error) {
 	defer func(start time.Time) { g.s.observe("totals", "grpc", start, err) }(time.Now())
-	r, _, err := g.resolve(req.GetRange())
+	r, err := g.resolve(req.GetRange())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := g.s.Totals(ctx, r)
+	if err := g.s.waitStarted(); err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := g.s.reader.Totals(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &logtallyv1.TotalsResponse{
-		Requests:    res.Requests,
+		Requests:    res.Counters.Requests,
 		DistinctIps: res.DistinctIPs,
 		DeadLetters: res.DeadLetters,
 		Late:        res.Late,
 		From:        timestamppb.New(res.Range.From),
 		To:          timestamppb.New(res.Range.To),
+		Counters:    countersToProto(res.Counters),
 	}, nil
 }
 
@@ -149,7 +164,12 @@ func (g *grpcServer) WatchTop(req *logtallyv1.WatchTopRequest, stream grpc.Serve
 	if err != nil {
 		return toStatus(err)
 	}
-	err = g.s.WatchTop(stream.Context(), sp, topNFromProto(req.GetN()), func(res TopResult) error {
+	class, err := parseClass(req.GetClass())
+	if err != nil {
+		return toStatus(err)
+	}
+	tq := windows.TopQuery{N: topNFromProto(req.GetN()), Class: class}
+	err = g.s.watchTop(stream.Context(), sp, tq, func(res windows.TopResult) error {
 		return stream.Send(&logtallyv1.WatchTopResponse{Top: topToProto(res)})
 	})
 	if err != nil {
@@ -161,35 +181,31 @@ func (g *grpcServer) WatchTop(req *logtallyv1.WatchTopRequest, stream grpc.Serve
 	return nil
 }
 
-func topToProto(res TopResult) *logtallyv1.TopResponse {
+func topToProto(res windows.TopResult) *logtallyv1.TopResponse {
 	out := &logtallyv1.TopResponse{
 		From:  timestamppb.New(res.Range.From),
 		To:    timestamppb.New(res.Range.To),
+		Class: res.Class.String(),
 		Items: make([]*logtallyv1.IPCount, len(res.Items)),
 	}
 	for i, it := range res.Items {
-		out.Items[i] = &logtallyv1.IPCount{Ip: it.IP.String(), Count: it.Count}
+		out.Items[i] = &logtallyv1.IPCount{Ip: it.IP.String(), Count: it.Count, Counters: countersToProto(it.Counters)}
 	}
 	return out
 }
 
-// parseIP parses a client-given IP: zone dropped, IPv4-mapped unmapped.
-func parseIP(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, invalidf("ip %q is not an IP address", s)
-	}
-	return a.WithZone("").Unmap(), nil
+func countersToProto(c counts.Counters) *logtallyv1.ClassCounters {
+	return &logtallyv1.ClassCounters{Requests: c.Requests, Status_4Xx: c.Status4xx, Status_5Xx: c.Status5xx, AuthFailures: c.AuthFailures, Bytes: c.Bytes}
 }
 
-// toStatus maps engine errors to gRPC status codes.
+// toStatus maps errors to gRPC status codes.
 func toStatus(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrInvalidArgument):
+	case errors.Is(err, windows.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, windows.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())

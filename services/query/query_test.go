@@ -42,7 +42,16 @@ func genData(seed uint64) (data, []netip.Addr) {
 	span := int64(190 * time.Minute)
 	for range 60000 {
 		ip := ips[zipf.Uint64()]
-		d.requests = append(d.requests, event{ip: ip, t: base.Add(time.Duration(rng.Int64N(span)))})
+		c := counts.Counters{Requests: 1, Bytes: 100 + rng.Uint64N(5000)}
+		switch rng.IntN(12) {
+		case 0, 1:
+			c.Status4xx = 1
+		case 2:
+			c.Status5xx = 1
+		case 3:
+			c.AuthFailures = 1
+		}
+		d.requests = append(d.requests, event{ip: ip, t: base.Add(time.Duration(rng.Int64N(span))), c: c})
 	}
 	// Every IP at least once, so the distinct count covers all of them.
 	for _, ip := range ips {
@@ -106,7 +115,8 @@ func TestQueriesMatchReference(t *testing.T) {
 			if err != nil {
 				t.Fatalf("grpc totals: %v", err)
 			}
-			if tr.Requests != want.Requests || tr.DistinctIps != want.DistinctIPs || tr.DeadLetters != want.DeadLetters || tr.Late != want.Late {
+			if tr.Requests != want.Requests || tr.DistinctIps != want.DistinctIPs || tr.DeadLetters != want.DeadLetters || tr.Late != want.Late ||
+				tr.Counters.GetStatus_4Xx() != want.Status4xx || tr.Counters.GetStatus_5Xx() != want.Status5xx || tr.Counters.GetAuthFailures() != want.AuthFails || tr.Counters.GetBytes() != want.Bytes || tr.Counters.GetRequests() != want.Requests {
 				t.Fatalf("grpc totals %+v want %+v", tr, want)
 			}
 
@@ -126,7 +136,7 @@ func TestQueriesMatchReference(t *testing.T) {
 					if code := e.getJSON(path, &got); code != 200 {
 						t.Fatalf("series status %d", code)
 					}
-					if got.IP != ip.String() || got.Count != wantCount || !slices.Equal(got.Series, wantPts) {
+					if got.IP != ip.String() || got.Count != wantCount.Requests || got.countersJSON != countersToJSON(wantCount) || !slices.Equal(got.Series, wantPts) {
 						t.Fatalf("http series %s step %s: got %d %v want %d %v", ip, step, got.Count, got.Series, wantCount, wantPts)
 					}
 					gr, err := e.client.IPSeries(ctx, &logtallyv1.IPSeriesRequest{Ip: ip.String(), Range: pbRange(from, to), Step: durationpb.New(step)})
@@ -135,9 +145,9 @@ func TestQueriesMatchReference(t *testing.T) {
 					}
 					var gp []pointJSON
 					for _, p := range gr.Series {
-						gp = append(gp, pointJSON{Start: fmtTime(p.Start.AsTime()), Count: p.Count})
+						gp = append(gp, pointJSON{Start: fmtTime(p.Start.AsTime()), Count: p.Count, countersJSON: fromPBCounters(p.Counters)})
 					}
-					if gr.Count != wantCount || !slices.Equal(gp, wantPts) {
+					if gr.Count != wantCount.Requests || fromPBCounters(gr.Counters) != countersToJSON(wantCount) || !slices.Equal(gp, wantPts) {
 						t.Fatalf("grpc series %s step %s: got %d %v want %d %v", ip, step, gr.Count, gp, wantCount, wantPts)
 					}
 				}
@@ -182,14 +192,14 @@ func TestQueriesMatchReference(t *testing.T) {
 		if code := e.getJSON("/api/v1/ips/"+url.PathEscape(v6.String()+"%eth0")+"?step=1h&"+rangeQuery(from, to), &got); code != 200 {
 			t.Fatalf("status %d", code)
 		}
-		if got.IP != v6.String() || got.Count != want {
-			t.Fatalf("got %s %d want %s %d", got.IP, got.Count, v6, want)
+		if got.IP != v6.String() || got.Count != want.Requests {
+			t.Fatalf("got %s %d want %s %d", got.IP, got.Count, v6, want.Requests)
 		}
 		v4 := ips[slices.IndexFunc(ips, netip.Addr.Is4)]
 		want, _ = refSeries(d, v4, from, to, time.Hour)
 		mapped := netip.AddrFrom16(v4.As16()).String() // ::ffff:a.b.c.d
-		if e.getJSON("/api/v1/ips/"+mapped+"?step=1h&"+rangeQuery(from, to), &got); got.IP != v4.String() || got.Count != want {
-			t.Fatalf("mapped: got %s %d want %s %d", got.IP, got.Count, v4, want)
+		if e.getJSON("/api/v1/ips/"+mapped+"?step=1h&"+rangeQuery(from, to), &got); got.IP != v4.String() || got.Count != want.Requests {
+			t.Fatalf("mapped: got %s %d want %s %d", got.IP, got.Count, v4, want.Requests)
 		}
 	})
 
@@ -203,9 +213,13 @@ func TestQueriesMatchReference(t *testing.T) {
 func fromPBItems(items []*logtallyv1.IPCount) []itemJSON {
 	out := make([]itemJSON, 0, len(items))
 	for _, it := range items {
-		out = append(out, itemJSON{IP: it.Ip, Count: it.Count})
+		out = append(out, itemJSON{IP: it.Ip, Count: it.Count, countersJSON: fromPBCounters(it.Counters)})
 	}
 	return out
+}
+
+func fromPBCounters(c *logtallyv1.ClassCounters) countersJSON {
+	return countersJSON{Requests: c.GetRequests(), Status4xx: c.GetStatus_4Xx(), Status5xx: c.GetStatus_5Xx(), AuthFailures: c.GetAuthFailures(), Bytes: c.GetBytes()}
 }
 
 func pbRange(from, to time.Time) *logtallyv1.TimeRange {
@@ -231,9 +245,12 @@ func TestTopTieBreak(t *testing.T) {
 	e.put(e.windows(d))
 	var got topJSON
 	e.getJSON("/api/v1/top?n=6&"+rangeQuery(base, base.Add(time.Hour)), &got)
+	item := func(ip string, n uint64) itemJSON {
+		return itemJSON{IP: ip, Count: n, countersJSON: countersJSON{Requests: n}}
+	}
 	want := []itemJSON{
-		{"10.0.0.1", 7},
-		{"9.255.255.255", 5}, {"10.0.0.2", 5}, {"10.0.0.10", 5}, {"::1", 5}, {"2001:db8::1", 5},
+		item("10.0.0.1", 7),
+		item("9.255.255.255", 5), item("10.0.0.2", 5), item("10.0.0.10", 5), item("::1", 5), item("2001:db8::1", 5),
 	}
 	if !slices.Equal(got.Items, want) {
 		t.Fatalf("got %v\nwant %v", got.Items, want)
@@ -443,8 +460,8 @@ func TestCacheSeesNewRevision(t *testing.T) {
 	}
 	check(3)
 	check(3) // cached
-	if n, _ := e.svc.cache.stats(); n == 0 {
-		t.Fatal("nothing cached")
+	if st := e.svc.reader.Stats(); st.CacheItems == 0 || st.CacheHits == 0 {
+		t.Fatalf("nothing cached: %+v", st)
 	}
 	for range 4 {
 		d.requests = append(d.requests, event{ip: ip, t: base.Add(time.Minute)})
@@ -467,7 +484,7 @@ func TestCacheSeesNewRevision(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.svc.indexes[1].waitRevision(ctx, st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq); err != nil {
+	if err := e.svc.reader.WaitRevision(ctx, "logtally_counts_1h", st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq); err != nil {
 		t.Fatal(err)
 	}
 	var got topJSON

@@ -1,22 +1,8 @@
-// Package query is the query stage: it answers top-N, per-IP series and
-// totals over the counts buckets, exactly, on an HTTP JSON API and the gRPC
-// QueryService.
-//
-// Reading: a meta-only watch per counts bucket keeps an index of the latest
-// revision of every window key, so a query fetches only keys that exist;
-// decoded windows are kept in a byte-bounded LRU cache keyed by key and
-// revision (a revision never changes, so the cache needs no invalidation).
-// A range [from, to) is tiled by the coarsest windows: finest windows up to
-// the first boundary of the next resolution, coarser ones in the middle,
-// finest again after the last boundary (recursively for more resolutions).
-// A series point is tiled the same way, so it is never read from finer
-// windows than the rule "coarsest resolution dividing step and from" gives.
-//
-// Consistency: queries see a window once the watch has delivered its new
-// revision (milliseconds after the write); a key that the bucket's TTL
-// removed reads as zero and leaves the index. Windows older than the finest
-// resolution's retention (1m: 48h) are gone, so ranges that far back should
-// be aligned to the coarser windows (1h) to stay complete.
+// Package query is the query stage: it serves the window read model
+// (internal/windows: top-N, per-IP series and totals over the counts
+// buckets, exactly) on an HTTP JSON API, the gRPC QueryService, Server-Sent
+// Events and the dashboard. Everything here is transport: parameters,
+// answers, errors and metrics; how windows are read is internal/windows.
 //
 // HTTP (on the process mux): GET /api/v1/top, /api/v1/ips/{ip},
 // /api/v1/totals with last=<dur> (whole minutes, "d" for days; the range
@@ -26,12 +12,10 @@
 package query
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,29 +31,19 @@ import (
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/service"
-	"github.com/logtally/logtally/internal/topology"
+	"github.com/logtally/logtally/internal/windows"
 )
 
 // Service is the query stage.
 type Service struct {
-	cfg        Config
-	deps       service.Deps
-	log        hclog.Logger
-	partitions int
-	res        []topology.Resolution // ascending window size
-	sizes      []int64               // window sizes in seconds, ascending
-	finest     time.Duration
-	now        func() time.Time
+	cfg    Config
+	deps   service.Deps
+	log    hclog.Logger
+	finest time.Duration
+	now    func() time.Time
 
-	indexes []*resIndex
-	cache   *lru
+	reader  *windows.Reader
 	metrics *metrics
-
-	flightMu sync.Mutex
-	flights  map[cacheKey]*flight
-
-	subsMu sync.RWMutex
-	subs   map[*watchSub]struct{}
 
 	ctx      context.Context // ends when Stop begins
 	cancel   context.CancelFunc
@@ -90,46 +64,25 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 	if deps.NATS == nil || deps.NATS.JS == nil {
 		return nil, errors.New("query: no NATS connection")
 	}
-	if deps.Topology.Partitions < 1 {
-		return nil, fmt.Errorf("query: partitions must be at least 1, got %d", deps.Topology.Partitions)
-	}
-	res := slices.Clone(deps.Topology.Resolutions)
-	if len(res) == 0 {
-		return nil, errors.New("query: no resolutions")
-	}
-	slices.SortFunc(res, func(a, b topology.Resolution) int { return cmp.Compare(a.Size, b.Size) })
-	sizes := make([]int64, len(res))
-	for i, r := range res {
-		if r.Size < time.Second || r.Size%time.Second != 0 {
-			return nil, fmt.Errorf("query: resolution %s: size %s is not a whole number of seconds", r.Name, r.Size)
-		}
-		if i > 0 && r.Size%res[i-1].Size != 0 {
-			return nil, fmt.Errorf("query: resolution %s (%s) is not a multiple of %s (%s)", r.Name, r.Size, res[i-1].Name, res[i-1].Size)
-		}
-		sizes[i] = int64(r.Size / time.Second)
-	}
-	if cfg.MaxRange%res[0].Size != 0 {
-		return nil, fmt.Errorf("query: query.max-range %s is not a multiple of the finest window %s", formatDuration(cfg.MaxRange), formatDuration(res[0].Size))
-	}
-	if cfg.DefaultLast%res[0].Size != 0 {
-		return nil, fmt.Errorf("query: query.default-last %s is not a multiple of the finest window %s", formatDuration(cfg.DefaultLast), formatDuration(res[0].Size))
-	}
 	log := deps.Log
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	log = log.Named("query")
+	r, err := windows.New(cfg.readerConfig(), deps.NATS.JS, deps.Topology.Partitions, deps.Topology.Resolutions, log)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	if cfg.DefaultLast%r.Finest() != 0 {
+		return nil, fmt.Errorf("query: query.default-last %s is not a multiple of the finest window %s", windows.FormatDuration(cfg.DefaultLast), windows.FormatDuration(r.Finest()))
+	}
 	s := &Service{
-		cfg:        cfg,
-		deps:       deps,
-		log:        log.Named("query"),
-		partitions: deps.Topology.Partitions,
-		res:        res,
-		sizes:      sizes,
-		finest:     res[0].Size,
-		now:        time.Now,
-		cache:      newLRU(cfg.CacheBytes),
-		flights:    map[cacheKey]*flight{},
-		subs:       map[*watchSub]struct{}{},
+		cfg:    cfg,
+		deps:   deps,
+		log:    log,
+		finest: r.Finest(),
+		now:    time.Now,
+		reader: r,
 	}
 	s.metrics = newMetrics(deps.Registerer, s)
 	return s, nil
@@ -138,40 +91,28 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 // Name identifies the service.
 func (s *Service) Name() string { return "query" }
 
-// Start opens the counts buckets, starts their watches, adds the HTTP
-// routes and starts the gRPC server.
+// Reader is the window read model the service serves.
+func (s *Service) Reader() *windows.Reader { return s.reader }
+
+// Start opens the counts buckets and starts their watches (the reader),
+// adds the HTTP routes and starts the gRPC server.
 func (s *Service) Start(ctx context.Context) error {
 	if s.started {
 		return errors.New("query: already started")
 	}
 	s.started = true
-	js := s.deps.NATS.JS
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for i, r := range s.res {
-		kv, err := js.KeyValue(ctx, r.Bucket())
-		if err != nil {
-			s.cancel()
-			return fmt.Errorf("open bucket %s: %w", r.Bucket(), err)
-		}
-		x := newResIndex(i, r, s.partitions, kv, s.log)
-		x.onChange = s.notify
-		x.onResync = s.notifyAll
-		s.indexes = append(s.indexes, x)
+	if err := s.reader.Start(ctx); err != nil {
+		s.cancel()
+		return fmt.Errorf("query: %w", err)
 	}
-
 	lis, err := net.Listen("tcp", s.cfg.GRPCAddr)
 	if err != nil {
 		s.cancel()
+		_ = s.reader.Stop(ctx)
 		return fmt.Errorf("grpc listen %s: %w", s.cfg.GRPCAddr, err)
 	}
 	s.lis = lis
-	for _, x := range s.indexes {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			x.run(s.ctx)
-		}()
-	}
 
 	s.grpc = grpc.NewServer(s.deps.GRPCOptions...)
 	logtallyv1.RegisterQueryServiceServer(s.grpc, &grpcServer{s: s})
@@ -187,10 +128,10 @@ func (s *Service) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if s.waitReady(s.ctx) == nil {
+		if s.reader.WaitReady(s.ctx) == nil {
 			s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			s.health.SetServingStatus(logtallyv1.QueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-			s.log.Info("query index loaded", "buckets", len(s.indexes))
+			s.log.Info("query index loaded")
 		}
 	}()
 	if s.deps.Health != nil {
@@ -199,7 +140,7 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.deps.Mux != nil {
 		s.registerHTTP(s.deps.Mux)
 	}
-	s.log.Info("query serving", "grpc", lis.Addr().String(), "partitions", s.partitions)
+	s.log.Info("query serving", "grpc", lis.Addr().String(), "partitions", s.deps.Topology.Partitions)
 	return nil
 }
 
@@ -208,12 +149,15 @@ func (s *Service) readiness() error {
 	if s.stopped.Load() {
 		return errors.New("stopped")
 	}
-	for _, x := range s.indexes {
-		if !x.isReady() {
-			return fmt.Errorf("loading index of %s", x.res.Bucket())
-		}
+	return s.reader.Readiness()
+}
+
+// waitReady waits until the reader's indexes are loaded.
+func (s *Service) waitReady(ctx context.Context) error {
+	if s.stopped.Load() {
+		return windows.Unavailable("query service is stopped", nil)
 	}
-	return nil
+	return s.reader.WaitReady(ctx)
 }
 
 // GRPCAddr is the address the gRPC server listens on (nil before Start).
@@ -224,8 +168,8 @@ func (s *Service) GRPCAddr() net.Addr {
 	return s.lis.Addr()
 }
 
-// Stop ends WatchTop streams, stops the gRPC server gracefully (forcibly
-// when ctx ends first) and stops the watches.
+// Stop ends watch streams, stops the gRPC server gracefully (forcibly when
+// ctx ends first) and stops the reader.
 func (s *Service) Stop(ctx context.Context) error {
 	if !s.started || s.stopped.Swap(true) {
 		return nil
@@ -234,7 +178,9 @@ func (s *Service) Stop(ctx context.Context) error {
 		s.deps.Health.Remove(s.Name())
 	}
 	s.health.Shutdown()
-	s.cancel() // ends WatchTop streams and the watches
+	s.cancel()
+	// Stopping the reader ends every watch stream (WatchTop, SSE).
+	rerr := s.reader.Stop(ctx)
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -259,17 +205,14 @@ func (s *Service) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = errors.Join(err, fmt.Errorf("stop watches: %w", ctx.Err()))
+		err = errors.Join(err, fmt.Errorf("stop: %w", ctx.Err()))
 	}
-	return err
+	return errors.Join(rerr, err)
 }
 
 type metrics struct {
-	requests    *prometheus.CounterVec
-	duration    *prometheus.HistogramVec
-	cacheHits   prometheus.Counter
-	cacheMisses prometheus.Counter
-	fetches     prometheus.Counter
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
@@ -281,32 +224,34 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Name: "logtally_query_duration_seconds", Help: "Query latency by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"op"}),
-		cacheHits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logtally_query_cache_hits_total", Help: "Window reads served by the cache."}),
-		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "logtally_query_cache_misses_total", Help: "Window reads that missed the cache."}),
-		fetches:     prometheus.NewCounter(prometheus.CounterOpts{Name: "logtally_query_kv_gets_total", Help: "KV gets of window keys."}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.requests, m.duration, m.cacheHits, m.cacheMisses, m.fetches,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_cache_bytes", Help: "Estimated bytes of cached decoded windows."}, func() float64 {
-			_, b := s.cache.stats()
-			return float64(b)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_index_keys", Help: "Window keys known to the index, all buckets."}, func() float64 {
-			n := 0
-			for _, x := range s.indexes {
-				x.mu.RLock()
-				n += x.keys
-				x.mu.RUnlock()
-			}
-			return float64(n)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_watch_subscribers", Help: "Open WatchTop streams."}, func() float64 {
-			s.subsMu.RLock()
-			defer s.subsMu.RUnlock()
-			return float64(len(s.subs))
-		}),
+	stat := func(f func(windows.Stats) float64) func() float64 {
+		return func() float64 { return f(s.reader.Stats()) }
+	}
+	reg.MustRegister(m.requests, m.duration,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_cache_hits_total", Help: "Manifest and chunk reads served by the cache."},
+			stat(func(st windows.Stats) float64 { return float64(st.CacheHits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_cache_misses_total", Help: "Manifest and chunk reads that missed the cache."},
+			stat(func(st windows.Stats) float64 { return float64(st.CacheMisses) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_kv_gets_total", Help: "KV gets of window manifests and chunks."},
+			stat(func(st windows.Stats) float64 { return float64(st.KVGets) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_chunk_gets_total", Help: "KV gets of window chunks and heads."},
+			stat(func(st windows.Stats) float64 { return float64(st.ChunkGets) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_top_fallbacks_total", Help: "Partitions of top queries read in full because the run heads could not decide."},
+			stat(func(st windows.Stats) float64 { return float64(st.Fallbacks) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_retries_total", Help: "Queries started over because a window changed while it was read."},
+			stat(func(st windows.Stats) float64 { return float64(st.Retries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_expired_windows_total", Help: "Windows left out of an answer because their chunks expired before their manifest."},
+			stat(func(st windows.Stats) float64 { return float64(st.Expired) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_cache_bytes", Help: "Estimated bytes of cached decoded manifests and chunks."},
+			stat(func(st windows.Stats) float64 { return float64(st.CacheBytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_index_keys", Help: "Window manifests known to the index, all buckets."},
+			stat(func(st windows.Stats) float64 { return float64(st.IndexKeys) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_watch_subscribers", Help: "Open watch streams (gRPC WatchTop and SSE)."},
+			stat(func(st windows.Stats) float64 { return float64(st.Subscribers) })),
 	)
 	return m
 }
@@ -317,9 +262,9 @@ func (s *Service) observe(op, transport string, start time.Time, err error) {
 	switch {
 	case err == nil:
 	// gRPC handlers pass the status error they return (toStatus).
-	case errors.Is(err, ErrInvalidArgument), status.Code(err) == codes.InvalidArgument:
+	case errors.Is(err, windows.ErrInvalidArgument), status.Code(err) == codes.InvalidArgument:
 		outcome = "invalid"
-	case errors.Is(err, ErrUnavailable), status.Code(err) == codes.Unavailable:
+	case errors.Is(err, windows.ErrUnavailable), status.Code(err) == codes.Unavailable:
 		outcome = "unavailable"
 	default:
 		outcome = "error"

@@ -7,17 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/logtally/logtally/internal/windows"
 )
 
 // Server-Sent Events: the dashboard and `logtally top --watch` keep a
 // text/event-stream open and get a new answer pushed whenever a window the
 // answer reads changes, as the counts watch reports it (see WatchTop).
 //
-//	GET /api/v1/watch/top?n=10&last=5m|from=&to=[&cidr=]
-//	    data: {"from","to","items":[{"ip","count"}]}      (as /api/v1/top)
+//	GET /api/v1/watch/top?n=10&last=5m|from=&to=[&class=][&cidr=]
+//	    data: {"from","to","class","items":[{"ip","count",…}]}  (as /api/v1/top)
 //	GET /api/v1/watch/overview?last=1h|from=&to=&step=1m
 //	    data: {"totals":{…as /api/v1/totals},"series":{…as /api/v1/series},
 //	           "last_minute":{"start","count"}}
@@ -131,44 +132,24 @@ func (s *Service) handleWatchTop(w http.ResponseWriter, r *http.Request) {
 	// Streams are not observed as queries (their duration is the client's),
 	// like the gRPC WatchTop.
 	q := r.URL.Query()
-	n, err := s.httpN(r)
+	tq, err := s.topQuery(r)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	spec, err := ParseRangeSpec(q.Get("last"), q.Get("from"), q.Get("to"))
+	spec, err := windows.ParseRangeSpec(q.Get("last"), q.Get("from"), q.Get("to"))
 	if err != nil {
 		writeErr(w, err)
 		return
-	}
-	var (
-		prefix    netip.Prefix
-		hasPrefix = q.Has("cidr")
-	)
-	if hasPrefix {
-		if prefix, err = parseCIDR(q.Get("cidr")); err != nil {
-			writeErr(w, err)
-			return
-		}
 	}
 	if err = s.checkSpec(spec); err != nil {
 		writeErr(w, err)
 		return
 	}
 	st := newSSEStream(w)
-	send := func(res TopResult) error {
-		b, err := json.Marshal(topToJSON(res))
-		if err != nil {
-			return err
-		}
-		return st.send(b)
-	}
 	_ = st.serve(r.Context(), func(ctx context.Context) error {
-		if !hasPrefix {
-			return s.WatchTop(ctx, spec, n, send)
-		}
-		return s.watchRange(ctx, spec, func(ctx context.Context, rg Range) ([]byte, error) {
-			res, err := s.TopPrefix(ctx, rg, n, prefix)
+		return s.watchRange(ctx, spec, func(ctx context.Context, rg windows.Range) ([]byte, error) {
+			res, err := s.reader.Top(ctx, rg, tq)
 			if err != nil {
 				return nil, err
 			}
@@ -184,26 +165,26 @@ type overviewJSON struct {
 	LastMinute pointJSON       `json:"last_minute"`
 }
 
-// Overview is the totals and the all-IP series of r, plus the requests of
+// overview is the totals and the all-IP series of r, plus the requests of
 // the latest complete minute before now (the ingest rate).
-func (s *Service) overview(ctx context.Context, r Range, step time.Duration) ([]byte, error) {
-	tot, err := s.Totals(ctx, r)
+func (s *Service) overview(ctx context.Context, r windows.Range, step time.Duration) ([]byte, error) {
+	tot, err := s.reader.Totals(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	ser, err := s.TotalSeries(ctx, r, step)
+	ser, err := s.reader.TotalSeries(ctx, r, step)
 	if err != nil {
 		return nil, err
 	}
-	end := floorTime(s.now(), s.finest)
-	lm, err := s.TotalSeries(ctx, Range{From: end.Add(-s.finest), To: end}, s.finest)
+	end := windows.FloorTime(s.now(), s.finest)
+	lm, err := s.reader.TotalSeries(ctx, windows.Range{From: end.Add(-s.finest), To: end}, s.finest)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(overviewJSON{
 		Totals:     totalsToJSON(tot),
 		Series:     totalSeriesToJSON(ser),
-		LastMinute: pointJSON{Start: fmtTime(lm.Range.From), Count: lm.Count},
+		LastMinute: pointJSON{Start: windows.FormatTime(lm.Range.From), Count: lm.Counters.Requests, countersJSON: countersToJSON(lm.Counters)},
 	})
 }
 
@@ -214,7 +195,7 @@ func (s *Service) handleWatchOverview(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	spec, err := ParseRangeSpec(q.Get("last"), q.Get("from"), q.Get("to"))
+	spec, err := windows.ParseRangeSpec(q.Get("last"), q.Get("from"), q.Get("to"))
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -225,52 +206,35 @@ func (s *Service) handleWatchOverview(w http.ResponseWriter, r *http.Request) {
 	}
 	// Check the step against the range once, before the stream starts.
 	rg, _ := spec.Resolve(s.now(), s.finest, s.cfg.DefaultLast)
-	if err = s.checkStep(rg, step); err != nil {
+	if err = s.reader.CheckStep(rg, step); err != nil {
 		writeErr(w, err)
 		return
 	}
 	st := newSSEStream(w)
 	_ = st.serve(r.Context(), func(ctx context.Context) error {
-		return s.watchRange(ctx, spec, func(ctx context.Context, rg Range) ([]byte, error) {
+		return s.watchRange(ctx, spec, func(ctx context.Context, rg windows.Range) ([]byte, error) {
 			return s.overview(ctx, rg, step)
 		}, st.send)
 	})
 }
 
 // checkSpec resolves spec now and checks the range.
-func (s *Service) checkSpec(spec RangeSpec) error {
+func (s *Service) checkSpec(spec windows.RangeSpec) error {
 	r, err := spec.Resolve(s.now(), s.finest, s.cfg.DefaultLast)
 	if err != nil {
 		return err
 	}
-	return s.checkRange(r)
+	return s.reader.CheckRange(r)
 }
 
-// checkStep checks a series step against a range like TotalSeries does.
-func (s *Service) checkStep(r Range, step time.Duration) error {
-	if step <= 0 || step%s.finest != 0 {
-		return invalidf("step %s must be a positive multiple of %s", formatDuration(step), formatDuration(s.finest))
-	}
-	span := r.Duration()
-	points := int64(span / step)
-	if span%step != 0 {
-		points++
-	}
-	if points > int64(s.cfg.MaxPoints) {
-		return invalidf("range %s with step %s gives %d points, more than the maximum of %d", formatDuration(span), formatDuration(step), points, s.cfg.MaxPoints)
-	}
-	return nil
-}
-
-// watchRange is WatchTop for any answer: it sends compute's answer for the
-// range at once and again whenever a window of the range changes (at most
-// every MinWatchInterval), or a relative range slides; identical answers
+// watchRange sends compute's answer for the range at once and again
+// whenever a window of the range changes (at most every
+// windows.MinWatchInterval), or a relative range slides; identical answers
 // are sent once. It returns nil when ctx ends, send's error, or
 // ErrUnavailable when the service stops.
-func (s *Service) watchRange(ctx context.Context, spec RangeSpec, compute func(context.Context, Range) ([]byte, error), send func([]byte) error) error {
-	r, err := spec.Resolve(s.now(), s.finest, s.cfg.DefaultLast)
-	if err != nil {
+func (s *Service) watchRange(ctx context.Context, spec windows.RangeSpec, compute func(context.Context, windows.Range) ([]byte, error), send func([]byte) error) error {
+	if err := s.waitStarted(); err != nil {
 		return err
 	}
-	return watchLoop(ctx, s, spec, r, compute, bytes.Equal, send)
+	return windows.Watch(ctx, s.reader, s.watchSpec(spec), compute, bytes.Equal, send)
 }

@@ -84,17 +84,98 @@ func (x *TimeRange) GetLast() *durationpb.Duration {
 	return nil
 }
 
-type TopRequest struct {
+// ClassCounters are what logtally counts per IP: requests, HTTP 4xx and
+// 5xx answers, authentication failures and bytes sent.
+type ClassCounters struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Range         *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	N             uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	Requests      uint64                 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
+	Status_4Xx    uint64                 `protobuf:"varint,2,opt,name=status_4xx,json=status4xx,proto3" json:"status_4xx,omitempty"`
+	Status_5Xx    uint64                 `protobuf:"varint,3,opt,name=status_5xx,json=status5xx,proto3" json:"status_5xx,omitempty"`
+	AuthFailures  uint64                 `protobuf:"varint,4,opt,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
+	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClassCounters) Reset() {
+	*x = ClassCounters{}
+	mi := &file_logtally_v1_query_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClassCounters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClassCounters) ProtoMessage() {}
+
+func (x *ClassCounters) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_query_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClassCounters.ProtoReflect.Descriptor instead.
+func (*ClassCounters) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClassCounters) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *ClassCounters) GetStatus_4Xx() uint64 {
+	if x != nil {
+		return x.Status_4Xx
+	}
+	return 0
+}
+
+func (x *ClassCounters) GetStatus_5Xx() uint64 {
+	if x != nil {
+		return x.Status_5Xx
+	}
+	return 0
+}
+
+func (x *ClassCounters) GetAuthFailures() uint64 {
+	if x != nil {
+		return x.AuthFailures
+	}
+	return 0
+}
+
+func (x *ClassCounters) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type TopRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Range *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	N     uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	// class ranks by one counter: requests (default when empty), 4xx, 5xx,
+	// auth_failure or bytes.
+	Class         string `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TopRequest) Reset() {
 	*x = TopRequest{}
-	mi := &file_logtally_v1_query_proto_msgTypes[1]
+	mi := &file_logtally_v1_query_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -106,7 +187,7 @@ func (x *TopRequest) String() string {
 func (*TopRequest) ProtoMessage() {}
 
 func (x *TopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[1]
+	mi := &file_logtally_v1_query_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -119,7 +200,7 @@ func (x *TopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopRequest.ProtoReflect.Descriptor instead.
 func (*TopRequest) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{1}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TopRequest) GetRange() *TimeRange {
@@ -136,17 +217,26 @@ func (x *TopRequest) GetN() uint32 {
 	return 0
 }
 
+func (x *TopRequest) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
 type IPCount struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
-	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ip    string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	// count is the ranked class's counter.
+	Count         uint64         `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Counters      *ClassCounters `protobuf:"bytes,3,opt,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IPCount) Reset() {
 	*x = IPCount{}
-	mi := &file_logtally_v1_query_proto_msgTypes[2]
+	mi := &file_logtally_v1_query_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +248,7 @@ func (x *IPCount) String() string {
 func (*IPCount) ProtoMessage() {}
 
 func (x *IPCount) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[2]
+	mi := &file_logtally_v1_query_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +261,7 @@ func (x *IPCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPCount.ProtoReflect.Descriptor instead.
 func (*IPCount) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{2}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IPCount) GetIp() string {
@@ -188,18 +278,27 @@ func (x *IPCount) GetCount() uint64 {
 	return 0
 }
 
+func (x *IPCount) GetCounters() *ClassCounters {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 type TopResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
-	Items         []*IPCount             `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Items []*IPCount             `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	// class is the class the items are ranked by.
+	Class         string `protobuf:"bytes,4,opt,name=class,proto3" json:"class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TopResponse) Reset() {
 	*x = TopResponse{}
-	mi := &file_logtally_v1_query_proto_msgTypes[3]
+	mi := &file_logtally_v1_query_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +310,7 @@ func (x *TopResponse) String() string {
 func (*TopResponse) ProtoMessage() {}
 
 func (x *TopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[3]
+	mi := &file_logtally_v1_query_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +323,7 @@ func (x *TopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopResponse.ProtoReflect.Descriptor instead.
 func (*TopResponse) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{3}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TopResponse) GetFrom() *timestamppb.Timestamp {
@@ -248,17 +347,26 @@ func (x *TopResponse) GetItems() []*IPCount {
 	return nil
 }
 
+func (x *TopResponse) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
 type WatchTopRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Range         *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	N             uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Range *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	N     uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	// class as in TopRequest.
+	Class         string `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchTopRequest) Reset() {
 	*x = WatchTopRequest{}
-	mi := &file_logtally_v1_query_proto_msgTypes[4]
+	mi := &file_logtally_v1_query_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +378,7 @@ func (x *WatchTopRequest) String() string {
 func (*WatchTopRequest) ProtoMessage() {}
 
 func (x *WatchTopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[4]
+	mi := &file_logtally_v1_query_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +391,7 @@ func (x *WatchTopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTopRequest.ProtoReflect.Descriptor instead.
 func (*WatchTopRequest) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{4}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WatchTopRequest) GetRange() *TimeRange {
@@ -300,6 +408,13 @@ func (x *WatchTopRequest) GetN() uint32 {
 	return 0
 }
 
+func (x *WatchTopRequest) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
 type WatchTopResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Top           *TopResponse           `protobuf:"bytes,1,opt,name=top,proto3" json:"top,omitempty"`
@@ -309,7 +424,7 @@ type WatchTopResponse struct {
 
 func (x *WatchTopResponse) Reset() {
 	*x = WatchTopResponse{}
-	mi := &file_logtally_v1_query_proto_msgTypes[5]
+	mi := &file_logtally_v1_query_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +436,7 @@ func (x *WatchTopResponse) String() string {
 func (*WatchTopResponse) ProtoMessage() {}
 
 func (x *WatchTopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[5]
+	mi := &file_logtally_v1_query_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +449,7 @@ func (x *WatchTopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTopResponse.ProtoReflect.Descriptor instead.
 func (*WatchTopResponse) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{5}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchTopResponse) GetTop() *TopResponse {
@@ -355,7 +470,7 @@ type IPSeriesRequest struct {
 
 func (x *IPSeriesRequest) Reset() {
 	*x = IPSeriesRequest{}
-	mi := &file_logtally_v1_query_proto_msgTypes[6]
+	mi := &file_logtally_v1_query_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +482,7 @@ func (x *IPSeriesRequest) String() string {
 func (*IPSeriesRequest) ProtoMessage() {}
 
 func (x *IPSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[6]
+	mi := &file_logtally_v1_query_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +495,7 @@ func (x *IPSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPSeriesRequest.ProtoReflect.Descriptor instead.
 func (*IPSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{6}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IPSeriesRequest) GetIp() string {
@@ -405,16 +520,18 @@ func (x *IPSeriesRequest) GetStep() *durationpb.Duration {
 }
 
 type SeriesPoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
-	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// count is the requests.
+	Count         uint64         `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Counters      *ClassCounters `protobuf:"bytes,3,opt,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SeriesPoint) Reset() {
 	*x = SeriesPoint{}
-	mi := &file_logtally_v1_query_proto_msgTypes[7]
+	mi := &file_logtally_v1_query_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +543,7 @@ func (x *SeriesPoint) String() string {
 func (*SeriesPoint) ProtoMessage() {}
 
 func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[7]
+	mi := &file_logtally_v1_query_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +556,7 @@ func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesPoint.ProtoReflect.Descriptor instead.
 func (*SeriesPoint) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{7}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SeriesPoint) GetStart() *timestamppb.Timestamp {
@@ -456,20 +573,29 @@ func (x *SeriesPoint) GetCount() uint64 {
 	return 0
 }
 
+func (x *SeriesPoint) GetCounters() *ClassCounters {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 type IPSeriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ip    string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	// count is the requests.
 	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	Series        []*SeriesPoint         `protobuf:"bytes,3,rep,name=series,proto3" json:"series,omitempty"`
 	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
 	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Counters      *ClassCounters         `protobuf:"bytes,6,opt,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IPSeriesResponse) Reset() {
 	*x = IPSeriesResponse{}
-	mi := &file_logtally_v1_query_proto_msgTypes[8]
+	mi := &file_logtally_v1_query_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +607,7 @@ func (x *IPSeriesResponse) String() string {
 func (*IPSeriesResponse) ProtoMessage() {}
 
 func (x *IPSeriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[8]
+	mi := &file_logtally_v1_query_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +620,7 @@ func (x *IPSeriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPSeriesResponse.ProtoReflect.Descriptor instead.
 func (*IPSeriesResponse) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{8}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IPSeriesResponse) GetIp() string {
@@ -532,6 +658,13 @@ func (x *IPSeriesResponse) GetTo() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *IPSeriesResponse) GetCounters() *ClassCounters {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 type TotalsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Range         *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
@@ -541,7 +674,7 @@ type TotalsRequest struct {
 
 func (x *TotalsRequest) Reset() {
 	*x = TotalsRequest{}
-	mi := &file_logtally_v1_query_proto_msgTypes[9]
+	mi := &file_logtally_v1_query_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +686,7 @@ func (x *TotalsRequest) String() string {
 func (*TotalsRequest) ProtoMessage() {}
 
 func (x *TotalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[9]
+	mi := &file_logtally_v1_query_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +699,7 @@ func (x *TotalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotalsRequest.ProtoReflect.Descriptor instead.
 func (*TotalsRequest) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{9}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TotalsRequest) GetRange() *TimeRange {
@@ -577,20 +710,22 @@ func (x *TotalsRequest) GetRange() *TimeRange {
 }
 
 type TotalsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Requests      uint64                 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
-	DistinctIps   uint64                 `protobuf:"varint,2,opt,name=distinct_ips,json=distinctIps,proto3" json:"distinct_ips,omitempty"`
-	DeadLetters   uint64                 `protobuf:"varint,3,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
-	Late          uint64                 `protobuf:"varint,4,opt,name=late,proto3" json:"late,omitempty"`
-	From          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Requests    uint64                 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
+	DistinctIps uint64                 `protobuf:"varint,2,opt,name=distinct_ips,json=distinctIps,proto3" json:"distinct_ips,omitempty"`
+	DeadLetters uint64                 `protobuf:"varint,3,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	Late        uint64                 `protobuf:"varint,4,opt,name=late,proto3" json:"late,omitempty"`
+	From        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
+	To          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	// counters are the class totals over all IPs (requests included).
+	Counters      *ClassCounters `protobuf:"bytes,7,opt,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TotalsResponse) Reset() {
 	*x = TotalsResponse{}
-	mi := &file_logtally_v1_query_proto_msgTypes[10]
+	mi := &file_logtally_v1_query_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +737,7 @@ func (x *TotalsResponse) String() string {
 func (*TotalsResponse) ProtoMessage() {}
 
 func (x *TotalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[10]
+	mi := &file_logtally_v1_query_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +750,7 @@ func (x *TotalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotalsResponse.ProtoReflect.Descriptor instead.
 func (*TotalsResponse) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{10}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TotalsResponse) GetRequests() uint64 {
@@ -660,6 +795,13 @@ func (x *TotalsResponse) GetTo() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TotalsResponse) GetCounters() *ClassCounters {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 var File_logtally_v1_query_proto protoreflect.FileDescriptor
 
 const file_logtally_v1_query_proto_rawDesc = "" +
@@ -668,45 +810,60 @@ const file_logtally_v1_query_proto_rawDesc = "" +
 	"\tTimeRange\x12.\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12-\n" +
-	"\x04last\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04last\"H\n" +
+	"\x04last\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04last\"\xa4\x01\n" +
+	"\rClassCounters\x12\x1a\n" +
+	"\brequests\x18\x01 \x01(\x04R\brequests\x12\x1d\n" +
+	"\n" +
+	"status_4xx\x18\x02 \x01(\x04R\tstatus4xx\x12\x1d\n" +
+	"\n" +
+	"status_5xx\x18\x03 \x01(\x04R\tstatus5xx\x12#\n" +
+	"\rauth_failures\x18\x04 \x01(\x04R\fauthFailures\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"^\n" +
 	"\n" +
 	"TopRequest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12\f\n" +
-	"\x01n\x18\x02 \x01(\rR\x01n\"/\n" +
+	"\x01n\x18\x02 \x01(\rR\x01n\x12\x14\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\"g\n" +
 	"\aIPCount\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\x95\x01\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x126\n" +
+	"\bcounters\x18\x03 \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\"\xab\x01\n" +
 	"\vTopResponse\x12.\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12*\n" +
-	"\x05items\x18\x03 \x03(\v2\x14.logtally.v1.IPCountR\x05items\"M\n" +
+	"\x05items\x18\x03 \x03(\v2\x14.logtally.v1.IPCountR\x05items\x12\x14\n" +
+	"\x05class\x18\x04 \x01(\tR\x05class\"c\n" +
 	"\x0fWatchTopRequest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12\f\n" +
-	"\x01n\x18\x02 \x01(\rR\x01n\">\n" +
+	"\x01n\x18\x02 \x01(\rR\x01n\x12\x14\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\">\n" +
 	"\x10WatchTopResponse\x12*\n" +
 	"\x03top\x18\x01 \x01(\v2\x18.logtally.v1.TopResponseR\x03top\"~\n" +
 	"\x0fIPSeriesRequest\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12,\n" +
 	"\x05range\x18\x02 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12-\n" +
-	"\x04step\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04step\"U\n" +
+	"\x04step\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04step\"\x8d\x01\n" +
 	"\vSeriesPoint\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\xc6\x01\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x126\n" +
+	"\bcounters\x18\x03 \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\"\xfe\x01\n" +
 	"\x10IPSeriesResponse\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\x120\n" +
 	"\x06series\x18\x03 \x03(\v2\x18.logtally.v1.SeriesPointR\x06series\x12.\n" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
-	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"=\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x126\n" +
+	"\bcounters\x18\x06 \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\"=\n" +
 	"\rTotalsRequest\x12,\n" +
-	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\"\xe2\x01\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\"\x9a\x02\n" +
 	"\x0eTotalsResponse\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x04R\brequests\x12!\n" +
 	"\fdistinct_ips\x18\x02 \x01(\x04R\vdistinctIps\x12!\n" +
 	"\fdead_letters\x18\x03 \x01(\x04R\vdeadLetters\x12\x12\n" +
 	"\x04late\x18\x04 \x01(\x04R\x04late\x12.\n" +
 	"\x04from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
-	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to2\x9f\x02\n" +
+	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x126\n" +
+	"\bcounters\x18\a \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters2\x9f\x02\n" +
 	"\fQueryService\x128\n" +
 	"\x03Top\x12\x17.logtally.v1.TopRequest\x1a\x18.logtally.v1.TopResponse\x12G\n" +
 	"\bIPSeries\x12\x1c.logtally.v1.IPSeriesRequest\x1a\x1d.logtally.v1.IPSeriesResponse\x12A\n" +
@@ -727,54 +884,59 @@ func file_logtally_v1_query_proto_rawDescGZIP() []byte {
 	return file_logtally_v1_query_proto_rawDescData
 }
 
-var file_logtally_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_logtally_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_logtally_v1_query_proto_goTypes = []any{
 	(*TimeRange)(nil),             // 0: logtally.v1.TimeRange
-	(*TopRequest)(nil),            // 1: logtally.v1.TopRequest
-	(*IPCount)(nil),               // 2: logtally.v1.IPCount
-	(*TopResponse)(nil),           // 3: logtally.v1.TopResponse
-	(*WatchTopRequest)(nil),       // 4: logtally.v1.WatchTopRequest
-	(*WatchTopResponse)(nil),      // 5: logtally.v1.WatchTopResponse
-	(*IPSeriesRequest)(nil),       // 6: logtally.v1.IPSeriesRequest
-	(*SeriesPoint)(nil),           // 7: logtally.v1.SeriesPoint
-	(*IPSeriesResponse)(nil),      // 8: logtally.v1.IPSeriesResponse
-	(*TotalsRequest)(nil),         // 9: logtally.v1.TotalsRequest
-	(*TotalsResponse)(nil),        // 10: logtally.v1.TotalsResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*ClassCounters)(nil),         // 1: logtally.v1.ClassCounters
+	(*TopRequest)(nil),            // 2: logtally.v1.TopRequest
+	(*IPCount)(nil),               // 3: logtally.v1.IPCount
+	(*TopResponse)(nil),           // 4: logtally.v1.TopResponse
+	(*WatchTopRequest)(nil),       // 5: logtally.v1.WatchTopRequest
+	(*WatchTopResponse)(nil),      // 6: logtally.v1.WatchTopResponse
+	(*IPSeriesRequest)(nil),       // 7: logtally.v1.IPSeriesRequest
+	(*SeriesPoint)(nil),           // 8: logtally.v1.SeriesPoint
+	(*IPSeriesResponse)(nil),      // 9: logtally.v1.IPSeriesResponse
+	(*TotalsRequest)(nil),         // 10: logtally.v1.TotalsRequest
+	(*TotalsResponse)(nil),        // 11: logtally.v1.TotalsResponse
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_logtally_v1_query_proto_depIdxs = []int32{
-	11, // 0: logtally.v1.TimeRange.from:type_name -> google.protobuf.Timestamp
-	11, // 1: logtally.v1.TimeRange.to:type_name -> google.protobuf.Timestamp
-	12, // 2: logtally.v1.TimeRange.last:type_name -> google.protobuf.Duration
+	12, // 0: logtally.v1.TimeRange.from:type_name -> google.protobuf.Timestamp
+	12, // 1: logtally.v1.TimeRange.to:type_name -> google.protobuf.Timestamp
+	13, // 2: logtally.v1.TimeRange.last:type_name -> google.protobuf.Duration
 	0,  // 3: logtally.v1.TopRequest.range:type_name -> logtally.v1.TimeRange
-	11, // 4: logtally.v1.TopResponse.from:type_name -> google.protobuf.Timestamp
-	11, // 5: logtally.v1.TopResponse.to:type_name -> google.protobuf.Timestamp
-	2,  // 6: logtally.v1.TopResponse.items:type_name -> logtally.v1.IPCount
-	0,  // 7: logtally.v1.WatchTopRequest.range:type_name -> logtally.v1.TimeRange
-	3,  // 8: logtally.v1.WatchTopResponse.top:type_name -> logtally.v1.TopResponse
-	0,  // 9: logtally.v1.IPSeriesRequest.range:type_name -> logtally.v1.TimeRange
-	12, // 10: logtally.v1.IPSeriesRequest.step:type_name -> google.protobuf.Duration
-	11, // 11: logtally.v1.SeriesPoint.start:type_name -> google.protobuf.Timestamp
-	7,  // 12: logtally.v1.IPSeriesResponse.series:type_name -> logtally.v1.SeriesPoint
-	11, // 13: logtally.v1.IPSeriesResponse.from:type_name -> google.protobuf.Timestamp
-	11, // 14: logtally.v1.IPSeriesResponse.to:type_name -> google.protobuf.Timestamp
-	0,  // 15: logtally.v1.TotalsRequest.range:type_name -> logtally.v1.TimeRange
-	11, // 16: logtally.v1.TotalsResponse.from:type_name -> google.protobuf.Timestamp
-	11, // 17: logtally.v1.TotalsResponse.to:type_name -> google.protobuf.Timestamp
-	1,  // 18: logtally.v1.QueryService.Top:input_type -> logtally.v1.TopRequest
-	6,  // 19: logtally.v1.QueryService.IPSeries:input_type -> logtally.v1.IPSeriesRequest
-	9,  // 20: logtally.v1.QueryService.Totals:input_type -> logtally.v1.TotalsRequest
-	4,  // 21: logtally.v1.QueryService.WatchTop:input_type -> logtally.v1.WatchTopRequest
-	3,  // 22: logtally.v1.QueryService.Top:output_type -> logtally.v1.TopResponse
-	8,  // 23: logtally.v1.QueryService.IPSeries:output_type -> logtally.v1.IPSeriesResponse
-	10, // 24: logtally.v1.QueryService.Totals:output_type -> logtally.v1.TotalsResponse
-	5,  // 25: logtally.v1.QueryService.WatchTop:output_type -> logtally.v1.WatchTopResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	1,  // 4: logtally.v1.IPCount.counters:type_name -> logtally.v1.ClassCounters
+	12, // 5: logtally.v1.TopResponse.from:type_name -> google.protobuf.Timestamp
+	12, // 6: logtally.v1.TopResponse.to:type_name -> google.protobuf.Timestamp
+	3,  // 7: logtally.v1.TopResponse.items:type_name -> logtally.v1.IPCount
+	0,  // 8: logtally.v1.WatchTopRequest.range:type_name -> logtally.v1.TimeRange
+	4,  // 9: logtally.v1.WatchTopResponse.top:type_name -> logtally.v1.TopResponse
+	0,  // 10: logtally.v1.IPSeriesRequest.range:type_name -> logtally.v1.TimeRange
+	13, // 11: logtally.v1.IPSeriesRequest.step:type_name -> google.protobuf.Duration
+	12, // 12: logtally.v1.SeriesPoint.start:type_name -> google.protobuf.Timestamp
+	1,  // 13: logtally.v1.SeriesPoint.counters:type_name -> logtally.v1.ClassCounters
+	8,  // 14: logtally.v1.IPSeriesResponse.series:type_name -> logtally.v1.SeriesPoint
+	12, // 15: logtally.v1.IPSeriesResponse.from:type_name -> google.protobuf.Timestamp
+	12, // 16: logtally.v1.IPSeriesResponse.to:type_name -> google.protobuf.Timestamp
+	1,  // 17: logtally.v1.IPSeriesResponse.counters:type_name -> logtally.v1.ClassCounters
+	0,  // 18: logtally.v1.TotalsRequest.range:type_name -> logtally.v1.TimeRange
+	12, // 19: logtally.v1.TotalsResponse.from:type_name -> google.protobuf.Timestamp
+	12, // 20: logtally.v1.TotalsResponse.to:type_name -> google.protobuf.Timestamp
+	1,  // 21: logtally.v1.TotalsResponse.counters:type_name -> logtally.v1.ClassCounters
+	2,  // 22: logtally.v1.QueryService.Top:input_type -> logtally.v1.TopRequest
+	7,  // 23: logtally.v1.QueryService.IPSeries:input_type -> logtally.v1.IPSeriesRequest
+	10, // 24: logtally.v1.QueryService.Totals:input_type -> logtally.v1.TotalsRequest
+	5,  // 25: logtally.v1.QueryService.WatchTop:input_type -> logtally.v1.WatchTopRequest
+	4,  // 26: logtally.v1.QueryService.Top:output_type -> logtally.v1.TopResponse
+	9,  // 27: logtally.v1.QueryService.IPSeries:output_type -> logtally.v1.IPSeriesResponse
+	11, // 28: logtally.v1.QueryService.Totals:output_type -> logtally.v1.TotalsResponse
+	6,  // 29: logtally.v1.QueryService.WatchTop:output_type -> logtally.v1.WatchTopResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_logtally_v1_query_proto_init() }
@@ -788,7 +950,7 @@ func file_logtally_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logtally_v1_query_proto_rawDesc), len(file_logtally_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

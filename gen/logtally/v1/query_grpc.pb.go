@@ -32,11 +32,13 @@ const (
 // QueryService answers questions about exact per-IP request counts in
 // event-time windows. Ranges are half-open: [from, to).
 type QueryServiceClient interface {
-	// Top returns the n IPs with the most requests in the range.
+	// Top returns the n IPs with the highest counter of a class (default:
+	// requests) in the range.
 	Top(ctx context.Context, in *TopRequest, opts ...grpc.CallOption) (*TopResponse, error)
-	// IPSeries returns one IP's count over the range and per step.
+	// IPSeries returns one IP's counters over the range and per step.
 	IPSeries(ctx context.Context, in *IPSeriesRequest, opts ...grpc.CallOption) (*IPSeriesResponse, error)
-	// Totals returns requests, distinct IPs, dead letters and late records.
+	// Totals returns requests and the other class totals, distinct IPs, dead
+	// letters and late records.
 	Totals(ctx context.Context, in *TotalsRequest, opts ...grpc.CallOption) (*TotalsResponse, error)
 	// WatchTop sends the top list at once and again whenever a window in the
 	// range changes (driven by a KV watch).
@@ -107,11 +109,13 @@ type QueryService_WatchTopClient = grpc.ServerStreamingClient[WatchTopResponse]
 // QueryService answers questions about exact per-IP request counts in
 // event-time windows. Ranges are half-open: [from, to).
 type QueryServiceServer interface {
-	// Top returns the n IPs with the most requests in the range.
+	// Top returns the n IPs with the highest counter of a class (default:
+	// requests) in the range.
 	Top(context.Context, *TopRequest) (*TopResponse, error)
-	// IPSeries returns one IP's count over the range and per step.
+	// IPSeries returns one IP's counters over the range and per step.
 	IPSeries(context.Context, *IPSeriesRequest) (*IPSeriesResponse, error)
-	// Totals returns requests, distinct IPs, dead letters and late records.
+	// Totals returns requests and the other class totals, distinct IPs, dead
+	// letters and late records.
 	Totals(context.Context, *TotalsRequest) (*TotalsResponse, error)
 	// WatchTop sends the top list at once and again whenever a window in the
 	// range changes (driven by a KV watch).

@@ -1,8 +1,10 @@
-package query
+package windows
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,12 +14,20 @@ import (
 	"github.com/logtally/logtally/internal/topology"
 )
 
-// resIndex knows, for one resolution's bucket, the latest revision of every
-// window key that exists. A meta-only KV watch keeps it current, so a query
-// fetches only keys that exist and recognises unchanged windows in the cache.
-type resIndex struct {
-	idx        int
-	res        topology.Resolution
+// manifestKeys is the watch filter of the index: window manifests are the
+// keys with exactly two tokens (<start>.<p>); chunks (<start>.<p>.<slot>)
+// are written far more often and never needed by the index.
+const manifestKeys = "*.*"
+
+// index knows, for one resolution's bucket, the latest revision of every
+// window manifest that exists. A meta-only KV watch keeps it current, so a
+// query fetches only manifests that exist and recognises unchanged windows
+// in the cache. Deletes, purges and the markers the server leaves when a
+// manifest expires (the counts buckets keep subject delete markers) remove
+// a key.
+type index struct {
+	res        int
+	resolution topology.Resolution
 	size       int64 // window length in seconds
 	partitions int
 	kv         jetstream.KeyValue
@@ -28,6 +38,9 @@ type resIndex struct {
 	onChange func(res int, start int64)
 	onResync func()
 
+	// updates counts the entries the watch delivered.
+	updates atomic.Uint64
+
 	mu      sync.RWMutex
 	windows map[int64][]uint64 // window start (unix s) → revision per partition (0: missing)
 	keys    int
@@ -37,11 +50,11 @@ type resIndex struct {
 	once    sync.Once
 }
 
-func newResIndex(idx int, res topology.Resolution, partitions int, kv jetstream.KeyValue, log hclog.Logger) *resIndex {
-	return &resIndex{
-		idx:        idx,
+func newIndex(res int, r topology.Resolution, partitions int, kv jetstream.KeyValue, log hclog.Logger) *index {
+	return &index{
 		res:        res,
-		size:       int64(res.Size / time.Second),
+		resolution: r,
+		size:       int64(r.Size / time.Second),
 		partitions: partitions,
 		kv:         kv,
 		log:        log,
@@ -51,21 +64,21 @@ func newResIndex(idx int, res topology.Resolution, partitions int, kv jetstream.
 	}
 }
 
-// revisions copies the per-partition revisions of the window at start into
-// dst (len partitions); it reports false when no partition has the window.
-func (x *resIndex) revisions(start int64, dst []uint64) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	revs, ok := x.windows[start]
-	if !ok {
-		return false
-	}
-	copy(dst, revs)
-	return true
+// winKey names one window of one partition.
+type winKey struct {
+	res   int
+	start int64
+	part  int
+}
+
+// revKey is a window key at one revision.
+type revKey struct {
+	winKey
+	rev uint64
 }
 
 // revision returns the revision of one key, 0 when it does not exist.
-func (x *resIndex) revision(start int64, part int) uint64 {
+func (x *index) revision(start int64, part int) uint64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if revs, ok := x.windows[start]; ok {
@@ -74,9 +87,16 @@ func (x *resIndex) revision(start int64, part int) uint64 {
 	return 0
 }
 
-// forget drops a key that turned out to be gone (expired by the bucket's
-// TTL, which leaves no marker in the watch) if it still has revision rev.
-func (x *resIndex) forget(start int64, part int, rev uint64) {
+// numKeys is the number of manifests the index knows.
+func (x *index) numKeys() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.keys
+}
+
+// forget drops a key that turned out to be gone (a get found nothing) if
+// it still has revision rev.
+func (x *index) forget(start int64, part int, rev uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if revs, ok := x.windows[start]; ok && revs[part] == rev {
@@ -86,7 +106,7 @@ func (x *resIndex) forget(start int64, part int, rev uint64) {
 
 // set records a revision (0 deletes) in m and returns the change in the
 // number of keys; callers hold mu when m is live.
-func (x *resIndex) set(m map[int64][]uint64, start int64, part int, rev uint64) int {
+func (x *index) set(m map[int64][]uint64, start int64, part int, rev uint64) int {
 	revs, ok := m[start]
 	if !ok {
 		if rev == 0 {
@@ -113,7 +133,7 @@ func (x *resIndex) set(m map[int64][]uint64, start int64, part int, rev uint64) 
 	return delta
 }
 
-func (x *resIndex) isReady() bool {
+func (x *index) isReady() bool {
 	select {
 	case <-x.ready:
 		return true
@@ -123,7 +143,7 @@ func (x *resIndex) isReady() bool {
 }
 
 // waitRevision blocks until the watch has processed revision rev.
-func (x *resIndex) waitRevision(ctx context.Context, rev uint64) error {
+func (x *index) waitRevision(ctx context.Context, rev uint64) error {
 	for {
 		x.mu.RLock()
 		done, ch := x.lastRev >= rev, x.changed
@@ -139,7 +159,7 @@ func (x *resIndex) waitRevision(ctx context.Context, rev uint64) error {
 	}
 }
 
-func (x *resIndex) advance(rev uint64) {
+func (x *index) advance(rev uint64) {
 	if rev > x.lastRev {
 		x.lastRev = rev
 		close(x.changed)
@@ -149,7 +169,7 @@ func (x *resIndex) advance(rev uint64) {
 
 // parse splits a key; keys that are not window keys of a known partition
 // are ignored.
-func (x *resIndex) parse(key string) (int64, int, bool) {
+func (x *index) parse(key string) (int64, int, bool) {
 	t, p, err := counts.ParseKey(key)
 	if err != nil || p < 0 || p >= x.partitions || mod(t.Unix(), x.size) != 0 {
 		return 0, 0, false
@@ -157,14 +177,54 @@ func (x *resIndex) parse(key string) (int64, int, bool) {
 	return t.Unix(), p, true
 }
 
+// collect appends the keys (with their current revisions) of the existing
+// windows in seg, of partition part or of all partitions when part < 0.
+func (x *index) collect(seg segment, part int, out []revKey) []revKey {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	add := func(start int64, revs []uint64) {
+		if part >= 0 {
+			if revs[part] != 0 {
+				out = append(out, revKey{winKey{res: x.res, start: start, part: part}, revs[part]})
+			}
+			return
+		}
+		for p, rev := range revs {
+			if rev != 0 {
+				out = append(out, revKey{winKey{res: x.res, start: start, part: p}, rev})
+			}
+		}
+	}
+	if n := (seg.to - seg.from) / x.size; n > int64(len(x.windows)) {
+		// Fewer stored windows than windows in the range: scan the index.
+		starts := make([]int64, 0, len(x.windows))
+		for start := range x.windows {
+			if start >= seg.from && start < seg.to {
+				starts = append(starts, start)
+			}
+		}
+		slices.Sort(starts)
+		for _, start := range starts {
+			add(start, x.windows[start])
+		}
+		return out
+	}
+	for t := seg.from; t < seg.to; t += x.size {
+		if revs, ok := x.windows[t]; ok {
+			add(t, revs)
+		}
+	}
+	return out
+}
+
 // run keeps the index current until ctx ends. When the watch ends for any
 // other reason it starts a new one; the new replay builds a fresh index that
 // replaces the old one at its end-of-replay marker.
-func (x *resIndex) run(ctx context.Context) {
+func (x *index) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		if err := x.watchOnce(ctx); err != nil && ctx.Err() == nil {
-			x.log.Warn("counts watch failed; restarting", "bucket", x.res.Bucket(), "error", err, "backoff", backoff)
+			x.log.Warn("counts watch failed; restarting", "bucket", x.resolution.Bucket(), "error", err, "backoff", backoff)
 		}
 		select {
 		case <-ctx.Done():
@@ -175,8 +235,8 @@ func (x *resIndex) run(ctx context.Context) {
 	}
 }
 
-func (x *resIndex) watchOnce(ctx context.Context) error {
-	w, err := x.kv.WatchAll(ctx, jetstream.MetaOnly())
+func (x *index) watchOnce(ctx context.Context) error {
+	w, err := x.kv.Watch(ctx, manifestKeys, jetstream.MetaOnly())
 	if err != nil {
 		return err
 	}
@@ -220,20 +280,24 @@ func (x *resIndex) watchOnce(ctx context.Context) error {
 				x.mu.Unlock()
 				replaying = false
 				x.once.Do(func() { close(x.ready) })
-				x.log.Debug("counts index loaded", "bucket", x.res.Bucket(), "keys", freshKeys)
+				x.log.Debug("counts index loaded", "bucket", x.resolution.Bucket(), "keys", freshKeys)
 				if x.onResync != nil {
 					x.onResync()
 				}
 			}
 			continue
 		}
+		x.updates.Add(1)
 		start, part, valid := x.parse(e.Key())
 		rev := e.Revision()
 		if e.Operation() != jetstream.KeyValuePut {
+			// KV delete or purge, or the server's marker of an expired
+			// manifest (Nats-Marker-Reason: MaxAge), which the KV watch
+			// reports as a purge.
 			rev = 0
 		}
 		if replaying {
-			// Not yet visible to queries: only keys is shared.
+			// Not yet visible to queries.
 			x.mu.Lock()
 			if valid {
 				freshKeys += x.set(fresh, start, part, rev)
@@ -249,13 +313,7 @@ func (x *resIndex) watchOnce(ctx context.Context) error {
 		x.advance(e.Revision())
 		x.mu.Unlock()
 		if valid && x.onChange != nil {
-			x.onChange(x.idx, start)
+			x.onChange(x.res, start)
 		}
 	}
 }
-
-type watchError string
-
-func (e watchError) Error() string { return string(e) }
-
-const errWatchClosed = watchError("watch channel closed")

@@ -1,7 +1,6 @@
-package query
+package windows
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -10,40 +9,9 @@ import (
 )
 
 // DefaultLast is the range of a query that gives neither last nor from/to
-// when ParseRange is used on its own; the service uses query.default-last.
+// when ParseRange is used on its own; the query service has its own
+// setting (query.default-last).
 const DefaultLast = 15 * time.Minute
-
-// ErrInvalidArgument is matched (errors.Is) by every error that a bad query
-// parameter causes: HTTP 400, gRPC InvalidArgument.
-var ErrInvalidArgument = errors.New("invalid argument")
-
-// ErrUnavailable is matched by errors caused by NATS trouble, a query that
-// ran out of time or a service that is not (or no longer) serving: HTTP 503,
-// gRPC Unavailable.
-var ErrUnavailable = errors.New("unavailable")
-
-type inputError struct{ msg string }
-
-func (e *inputError) Error() string        { return e.msg }
-func (e *inputError) Is(target error) bool { return target == ErrInvalidArgument }
-
-func invalidf(format string, a ...any) error { return &inputError{msg: fmt.Sprintf(format, a...)} }
-
-type unavailableError struct {
-	msg string
-	err error
-}
-
-func (e *unavailableError) Error() string {
-	if e.err == nil {
-		return e.msg
-	}
-	return e.msg + ": " + e.err.Error()
-}
-func (e *unavailableError) Unwrap() error        { return e.err }
-func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
-
-func unavailable(msg string, err error) error { return &unavailableError{msg: msg, err: err} }
 
 // Range is a half-open time range [From, To).
 type Range struct {
@@ -54,7 +22,7 @@ type Range struct {
 // Duration is To − From.
 func (r Range) Duration() time.Duration { return r.To.Sub(r.From) }
 
-func (r Range) String() string { return "[" + fmtTime(r.From) + ", " + fmtTime(r.To) + ")" }
+func (r Range) String() string { return "[" + FormatTime(r.From) + ", " + FormatTime(r.To) + ")" }
 
 // RangeSpec is a range as a client gives it: Last (ending now) or From/To.
 // Zero fields are absent; all zero means the default range.
@@ -75,17 +43,17 @@ func ParseRangeSpec(last, from, to string) (RangeSpec, error) {
 	var sp RangeSpec
 	if last != "" {
 		if from != "" || to != "" {
-			return sp, invalidf("give either last or from and to, not both")
+			return sp, Invalidf("give either last or from and to, not both")
 		}
-		d, err := parseDuration(last)
+		d, err := ParseDuration(last)
 		if err != nil {
-			return sp, invalidf("last %q is not a duration such as 5m, 2h or 7d", last)
+			return sp, Invalidf("last %q is not a duration such as 5m, 2h or 7d", last)
 		}
 		sp.Last, sp.HasLast = d, true
 		return sp, nil
 	}
 	if (from == "") != (to == "") {
-		return sp, invalidf("from and to must be given together")
+		return sp, Invalidf("from and to must be given together")
 	}
 	if from == "" {
 		return sp, nil
@@ -103,7 +71,7 @@ func ParseRangeSpec(last, from, to string) (RangeSpec, error) {
 func parseTime(name, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, invalidf("%s %q is not an RFC 3339 time such as 2026-11-24T10:00:00Z", name, s)
+		return time.Time{}, Invalidf("%s %q is not an RFC 3339 time such as 2026-11-24T10:00:00Z", name, s)
 	}
 	return t.UTC(), nil
 }
@@ -111,20 +79,21 @@ func parseTime(name, s string) (time.Time, error) {
 // Resolve turns the spec into an absolute range. A last range ends at now
 // rounded up to the next multiple of unit (now itself when already on one)
 // and must be a positive multiple of unit; an empty spec means last=def.
-// Alignment of from/to and the maximum length are checked by the service.
+// Alignment of from/to and the maximum length are checked by
+// Reader.CheckRange.
 func (sp RangeSpec) Resolve(now time.Time, unit, def time.Duration) (Range, error) {
 	if !sp.HasLast && sp.From.IsZero() && sp.To.IsZero() {
 		sp.Last, sp.HasLast = def, true
 	}
 	if sp.HasLast {
 		if sp.Last <= 0 || sp.Last%unit != 0 {
-			return Range{}, invalidf("last %s must be a positive whole number of %s windows", formatDuration(sp.Last), formatDuration(unit))
+			return Range{}, Invalidf("last %s must be a positive whole number of %s windows", FormatDuration(sp.Last), FormatDuration(unit))
 		}
 		to := ceilTime(now, unit)
 		return Range{From: to.Add(-sp.Last), To: to}, nil
 	}
 	if sp.From.IsZero() || sp.To.IsZero() {
-		return Range{}, invalidf("from and to must be given together")
+		return Range{}, Invalidf("from and to must be given together")
 	}
 	return Range{From: sp.From.UTC(), To: sp.To.UTC()}, nil
 }
@@ -139,24 +108,74 @@ func ParseRange(last, from, to string, now time.Time) (Range, error) {
 	return sp.Resolve(now, time.Minute, DefaultLast)
 }
 
+// Limits bound what one query may ask for.
+type Limits struct {
+	// MaxN is the largest n of a top query.
+	MaxN int
+	// MaxRange is the longest range of a query.
+	MaxRange time.Duration
+	// MaxPoints is the largest number of points of one series.
+	MaxPoints int
+}
+
+// checkRange validates an absolute range against the finest window and
+// the longest range.
+func checkRange(r Range, finest, maxRange time.Duration) error {
+	if r.From.IsZero() || r.To.IsZero() {
+		return Invalidf("from and to must be given together")
+	}
+	if !r.To.After(r.From) {
+		return Invalidf("to %s must be after from %s", FormatTime(r.To), FormatTime(r.From))
+	}
+	if !Aligned(r.From, finest) {
+		return Invalidf("from %s is not aligned to %s windows", r.From.UTC().Format(time.RFC3339Nano), FormatDuration(finest))
+	}
+	if !Aligned(r.To, finest) {
+		return Invalidf("to %s is not aligned to %s windows", r.To.UTC().Format(time.RFC3339Nano), FormatDuration(finest))
+	}
+	if d := r.To.Sub(r.From); d > maxRange {
+		return Invalidf("range of %s is longer than the maximum of %s", FormatDuration(d), FormatDuration(maxRange))
+	}
+	return nil
+}
+
+// checkStep validates a series step over r and returns the number of points.
+func checkStep(r Range, step, finest time.Duration, maxPoints int) (int, error) {
+	if step <= 0 || step%finest != 0 {
+		return 0, Invalidf("step %s must be a positive multiple of %s", FormatDuration(step), FormatDuration(finest))
+	}
+	span := r.Duration()
+	points := int64(span / step)
+	if span%step != 0 {
+		points++
+	}
+	if points > int64(maxPoints) {
+		return 0, Invalidf("range %s with step %s gives %d points, more than the maximum of %d", FormatDuration(span), FormatDuration(step), points, maxPoints)
+	}
+	return int(points), nil
+}
+
 // ceilTime rounds t up to a multiple of unit since the Unix epoch.
 func ceilTime(t time.Time, unit time.Duration) time.Time {
 	t = t.UTC()
-	fl := floorTime(t, unit)
+	fl := FloorTime(t, unit)
 	if fl.Equal(t) {
 		return t
 	}
 	return fl.Add(unit)
 }
 
-func floorTime(t time.Time, unit time.Duration) time.Time {
+// FloorTime rounds t down to a multiple of unit (whole seconds) since the
+// Unix epoch.
+func FloorTime(t time.Time, unit time.Duration) time.Time {
 	u := int64(unit / time.Second)
 	sec := t.Unix()
 	return time.Unix(floorDiv(sec, u)*u, 0).UTC()
 }
 
-// aligned reports whether t is a whole multiple of unit (whole seconds) since the epoch.
-func aligned(t time.Time, unit time.Duration) bool {
+// Aligned reports whether t is a whole multiple of unit (whole seconds)
+// since the epoch.
+func Aligned(t time.Time, unit time.Duration) bool {
 	return t.Nanosecond() == 0 && mod(t.Unix(), int64(unit/time.Second)) == 0
 }
 
@@ -170,11 +189,12 @@ func mod(a, b int64) int64 {
 
 func floorDiv(a, b int64) int64 { return (a - mod(a, b)) / b }
 
-func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+// FormatTime writes t as RFC 3339 in UTC, the form of every answer.
+func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// parseDuration is time.ParseDuration plus a leading whole number of days
+// ParseDuration is time.ParseDuration plus a leading whole number of days
 // ("7d", "1d12h").
-func parseDuration(s string) (time.Duration, error) {
+func ParseDuration(s string) (time.Duration, error) {
 	neg := false
 	rest := s
 	if strings.HasPrefix(rest, "-") || strings.HasPrefix(rest, "+") {
@@ -194,7 +214,7 @@ func parseDuration(s string) (time.Duration, error) {
 	if rest != "" {
 		var err error
 		if d, err = time.ParseDuration(rest); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("duration %q: %w", s, err)
 		}
 		if d < 0 {
 			return 0, fmt.Errorf("bad duration %q", s)
@@ -213,9 +233,9 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// formatDuration writes whole days as "7d" and drops zero trailing units
+// FormatDuration writes whole days as "7d" and drops zero trailing units
 // ("1h", "5m", "1m30s").
-func formatDuration(d time.Duration) string {
+func FormatDuration(d time.Duration) string {
 	const day = 24 * time.Hour
 	if d > 0 && d%day == 0 {
 		return strconv.FormatInt(int64(d/day), 10) + "d"
