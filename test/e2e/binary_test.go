@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logtally/logtally/internal/counts"
 )
 
 func freeAddr(t *testing.T) string {
@@ -118,7 +120,7 @@ func TestBinarySIGTERMAndRestart(t *testing.T) {
 		Items []ipCount `json:"items"`
 	}
 	c.getJSON(t, fmt.Sprintf("/api/v1/top?n=5&%s", rangeQuery(w.from, w.to)), &top)
-	if !equalItems(top.Items, w.tcpRef.top(w.from, w.to, 5)) {
+	if !equalItems(top.Items, w.tcpRef.top(w.from, w.to, 5, counts.Requests)) {
 		t.Fatalf("top after restart %v", top.Items)
 	}
 	p.sigterm(t)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/logtally/logtally/internal/cli"
+
+	"github.com/logtally/logtally/internal/counts"
 )
 
 // TestReplayAndTopAgainstAllInOne runs the client commands against the real
@@ -53,7 +55,7 @@ func TestReplayAndTopAgainstAllInOne(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("top --json: %v: %s", err, out.String())
 	}
-	want := ref.top(w.from, w.to, 10)
+	want := ref.top(w.from, w.to, 10, counts.Requests)
 	if len(got.Items) != 10 || !equalItems(got.Items, want) {
 		t.Fatalf("top --json %v, want %v", got.Items, want)
 	}

@@ -27,6 +27,7 @@ import (
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/app"
 	"github.com/logtally/logtally/internal/apptest"
+	"github.com/logtally/logtally/internal/counts"
 	"github.com/logtally/logtally/internal/loggen"
 )
 
@@ -67,33 +68,43 @@ func stopApp(t *testing.T, a *app.App) {
 
 // reference is the oracle: counts computed directly from the generated lines.
 type reference struct {
-	perIPMinute map[netip.Addr]map[int64]uint64 // minute start (unix) → count
+	perIPMinute map[netip.Addr]map[int64]counts.Counters // minute start (unix) → counters
 	total       uint64
+	totals      counts.Counters
 	dead        uint64
 }
 
 func newReference() *reference {
-	return &reference{perIPMinute: map[netip.Addr]map[int64]uint64{}}
+	return &reference{perIPMinute: map[netip.Addr]map[int64]counts.Counters{}}
 }
 
 func (r *reference) add(l loggen.Line) {
 	m := r.perIPMinute[l.Addr]
 	if m == nil {
-		m = map[int64]uint64{}
+		m = map[int64]counts.Counters{}
 		r.perIPMinute[l.Addr] = m
 	}
-	m[l.Time.Truncate(time.Minute).Unix()]++
+	k := l.Time.Truncate(time.Minute).Unix()
+	c := m[k]
+	c.Add(l.Counters)
+	m[k] = c
 	r.total++
+	r.totals.Add(l.Counters)
 }
 
-func (r *reference) count(ip netip.Addr, from, to time.Time) uint64 {
-	var n uint64
+// counters are IP ip's counters over [from, to).
+func (r *reference) counters(ip netip.Addr, from, to time.Time) counts.Counters {
+	var n counts.Counters
 	for start, c := range r.perIPMinute[ip] {
 		if start >= from.Unix() && start < to.Unix() {
-			n += c
+			n.Add(c)
 		}
 	}
 	return n
+}
+
+func (r *reference) count(ip netip.Addr, from, to time.Time) uint64 {
+	return r.counters(ip, from, to).Requests
 }
 
 type ipCount struct {
@@ -101,16 +112,17 @@ type ipCount struct {
 	Count uint64 `json:"count"`
 }
 
-// top is the reference answer: count desc, then IP ascending.
-func (r *reference) top(from, to time.Time, n int) []ipCount {
+// top is the reference answer by a class: count desc, then IP ascending.
+func (r *reference) top(from, to time.Time, n int, class counts.Class) []ipCount {
 	type kv struct {
 		a netip.Addr
 		c uint64
 	}
 	var all []kv
 	for a := range r.perIPMinute {
-		if c := r.count(a, from, to); c > 0 {
-			all = append(all, kv{a, c})
+		c := r.counters(a, from, to)
+		if v := c.Get(class); v > 0 {
+			all = append(all, kv{a, v})
 		}
 	}
 	sort.Slice(all, func(i, j int) bool {
@@ -170,10 +182,31 @@ func (c *client) getJSON(t *testing.T, path string, v any) {
 }
 
 type totals struct {
-	Requests    uint64 `json:"requests"`
-	DistinctIPs uint64 `json:"distinct_ips"`
-	DeadLetters uint64 `json:"dead_letters"`
-	Late        uint64 `json:"late"`
+	Requests     uint64 `json:"requests"`
+	DistinctIPs  uint64 `json:"distinct_ips"`
+	DeadLetters  uint64 `json:"dead_letters"`
+	Late         uint64 `json:"late"`
+	Status4xx    uint64 `json:"status_4xx"`
+	Status5xx    uint64 `json:"status_5xx"`
+	AuthFailures uint64 `json:"auth_failures"`
+	Bytes        uint64 `json:"bytes"`
+}
+
+// countersJSON is the counters part of an answer.
+type countersJSON struct {
+	Requests     uint64 `json:"requests"`
+	Status4xx    uint64 `json:"status_4xx"`
+	Status5xx    uint64 `json:"status_5xx"`
+	AuthFailures uint64 `json:"auth_failures"`
+	Bytes        uint64 `json:"bytes"`
+}
+
+func (c countersJSON) counters() counts.Counters {
+	return counts.Counters{Requests: c.Requests, Status4xx: c.Status4xx, Status5xx: c.Status5xx, AuthFailures: c.AuthFailures, Bytes: c.Bytes}
+}
+
+func pbCounters(c *logtallyv1.ClassCounters) counts.Counters {
+	return counts.Counters{Requests: c.GetRequests(), Status4xx: c.GetStatus_4Xx(), Status5xx: c.GetStatus_5Xx(), AuthFailures: c.GetAuthFailures(), Bytes: c.GetBytes()}
 }
 
 func rangeQuery(from, to time.Time) string {
@@ -222,7 +255,11 @@ func verify(t *testing.T, c *client, ref *reference, from, to time.Time, wantDea
 	t.Helper()
 	ctx := context.Background()
 	tot := c.totals(t, from, to)
-	want := totals{Requests: ref.total, DistinctIPs: ref.distinct(from, to)}
+	want := totals{Requests: ref.total, DistinctIPs: ref.distinct(from, to),
+		Status4xx: ref.totals.Status4xx, Status5xx: ref.totals.Status5xx, AuthFailures: ref.totals.AuthFailures, Bytes: ref.totals.Bytes}
+	if ref.totals.Requests != ref.total || ref.totals.Status4xx == 0 || ref.totals.AuthFailures == 0 {
+		t.Fatalf("the workload's own classes look wrong: %+v", ref.totals)
+	}
 	if tot != want {
 		t.Fatalf("HTTP totals over the event range %+v, want %+v", tot, want)
 	}
@@ -235,32 +272,42 @@ func verify(t *testing.T, c *client, ref *reference, from, to time.Time, wantDea
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gt.Requests != want.Requests || gt.DistinctIps != want.DistinctIPs || gt.DeadLetters != wantDead || gt.Late != 0 {
+	if gt.Requests != want.Requests || gt.DistinctIps != want.DistinctIPs || gt.DeadLetters != wantDead || gt.Late != 0 || pbCounters(gt.Counters) != ref.totals {
 		t.Fatalf("gRPC totals %v, want %+v", gt, want)
 	}
 
 	// Top over the whole range and over sub-ranges mixing 1h and 1m windows.
 	hour := from.Truncate(time.Hour)
 	ranges := [][2]time.Time{{from, to}, {hour, hour.Add(3 * time.Hour)}, {from.Add(7 * time.Minute), to.Add(-3 * time.Minute)}}
-	for _, r := range ranges {
-		wantTop := ref.top(r[0], r[1], 1000)
-		var got struct {
-			Items []ipCount `json:"items"`
-		}
-		c.getJSON(t, "/api/v1/top?n=1000&"+rangeQuery(r[0], r[1]), &got)
-		if fmt.Sprint(got.Items) != fmt.Sprint(wantTop) {
-			t.Fatalf("HTTP top over %s..%s differs from the reference:\n got %v\nwant %v", r[0], r[1], head(got.Items), head(wantTop))
-		}
-		gtop, err := c.grpc.Top(ctx, &logtallyv1.TopRequest{Range: pbRange(r[0], r[1]), N: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var gItems []ipCount
-		for _, it := range gtop.Items {
-			gItems = append(gItems, ipCount{it.Ip, it.Count})
-		}
-		if fmt.Sprint(gItems) != fmt.Sprint(wantTop) {
-			t.Fatalf("gRPC top over %s..%s differs from the reference", r[0], r[1])
+	classes := []counts.Class{counts.Requests, counts.Status4xx, counts.Status5xx, counts.AuthFailures, counts.Bytes}
+	for i, r := range ranges {
+		for _, class := range classes {
+			if i > 0 && class != counts.Requests && class != counts.AuthFailures {
+				continue // every class over the whole range; two over the others
+			}
+			wantTop := ref.top(r[0], r[1], 1000, class)
+			var got struct {
+				Items []ipCount `json:"items"`
+			}
+			c.getJSON(t, "/api/v1/top?n=1000&class="+class.String()+"&"+rangeQuery(r[0], r[1]), &got)
+			if fmt.Sprint(got.Items) != fmt.Sprint(wantTop) {
+				t.Fatalf("HTTP top by %s over %s..%s differs from the reference:\n got %v\nwant %v", class, r[0], r[1], head(got.Items), head(wantTop))
+			}
+			gtop, err := c.grpc.Top(ctx, &logtallyv1.TopRequest{Range: pbRange(r[0], r[1]), N: 1000, Class: class.String()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gItems []ipCount
+			for _, it := range gtop.Items {
+				gItems = append(gItems, ipCount{it.Ip, it.Count})
+				ip := netip.MustParseAddr(it.Ip)
+				if pbCounters(it.Counters) != ref.counters(ip, r[0], r[1]) {
+					t.Fatalf("gRPC top by %s: %s has counters %v, want %+v", class, it.Ip, it.Counters, ref.counters(ip, r[0], r[1]))
+				}
+			}
+			if fmt.Sprint(gItems) != fmt.Sprint(wantTop) {
+				t.Fatalf("gRPC top by %s over %s..%s differs from the reference", class, r[0], r[1])
+			}
 		}
 	}
 
@@ -301,25 +348,28 @@ func checkIP(c *client, ref *reference, ip netip.Addr, from, to time.Time) strin
 	}
 	defer resp.Body.Close()
 	var got struct {
-		IP     string `json:"ip"`
-		Count  uint64 `json:"count"`
+		IP    string `json:"ip"`
+		Count uint64 `json:"count"`
+		countersJSON
 		Series []struct {
 			Start time.Time `json:"start"`
 			Count uint64    `json:"count"`
+			countersJSON
 		} `json:"series"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 		return fmt.Sprintf("ip %s: decode: %v", ip, err)
 	}
-	if got.IP != ip.String() || got.Count != ref.count(ip, from, to) {
-		return fmt.Sprintf("ip %s: HTTP count %d (ip %q), want %d", ip, got.Count, got.IP, ref.count(ip, from, to))
+	want := ref.counters(ip, from, to)
+	if got.IP != ip.String() || got.Count != want.Requests || got.counters() != want {
+		return fmt.Sprintf("ip %s: HTTP count %d %+v (ip %q), want %+v", ip, got.Count, got.counters(), got.IP, want)
 	}
 	if want := int(to.Sub(from) / time.Minute); len(got.Series) != want {
 		return fmt.Sprintf("ip %s: %d points, want %d", ip, len(got.Series), want)
 	}
 	for _, p := range got.Series {
-		if w := ref.perIPMinute[ip][p.Start.Unix()]; p.Count != w {
-			return fmt.Sprintf("ip %s window %s: HTTP %d, want %d", ip, p.Start, p.Count, w)
+		if w := ref.perIPMinute[ip][p.Start.Unix()]; p.Count != w.Requests || p.counters() != w {
+			return fmt.Sprintf("ip %s window %s: HTTP %+v, want %+v", ip, p.Start, p.counters(), w)
 		}
 	}
 	gs, err := c.grpc.IPSeries(context.Background(), &logtallyv1.IPSeriesRequest{Ip: ip.String(), Range: pbRange(from, to), Step: durationpb.New(time.Minute)})
@@ -329,9 +379,12 @@ func checkIP(c *client, ref *reference, ip netip.Addr, from, to time.Time) strin
 	if gs.Count != got.Count || len(gs.Series) != len(got.Series) {
 		return fmt.Sprintf("ip %s: gRPC count %d / %d points, HTTP %d / %d", ip, gs.Count, len(gs.Series), got.Count, len(got.Series))
 	}
+	if pbCounters(gs.Counters) != want {
+		return fmt.Sprintf("ip %s: gRPC counters %v, want %+v", ip, gs.Counters, want)
+	}
 	for _, p := range gs.Series {
-		if w := ref.perIPMinute[ip][p.Start.AsTime().Unix()]; p.Count != w {
-			return fmt.Sprintf("ip %s window %s: gRPC %d, want %d", ip, p.Start.AsTime(), p.Count, w)
+		if w := ref.perIPMinute[ip][p.Start.AsTime().Unix()]; p.Count != w.Requests || pbCounters(p.Counters) != w {
+			return fmt.Sprintf("ip %s window %s: gRPC %v, want %+v", ip, p.Start.AsTime(), p.Counters, w)
 		}
 	}
 	return ""

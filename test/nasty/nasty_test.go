@@ -534,8 +534,12 @@ func TestNasty(t *testing.T) {
 			}
 		}
 		code, out := p.get("/api/v1/top?cidr=fe80::/64&last=1h&n=5")
-		if code != http.StatusOK || fmt.Sprint(out["items"]) != "[map[count:3 ip:fe80::1]]" {
+		items, _ := out["items"].([]any)
+		if code != http.StatusOK || len(items) != 1 {
 			t.Fatalf("top in fe80::/64: %d %v", code, out)
+		}
+		if it, _ := items[0].(map[string]any); it["ip"] != "fe80::1" || it["count"] != 3.0 || it["requests"] != 3.0 {
+			t.Fatalf("top in fe80::/64: %d %v, want fe80::1 with 3 requests", code, out)
 		}
 		return n, "zone dropped: fe80::1%eth0 counts as fe80::1; over-long or empty zone: dead letter"
 	})
