@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/logtally/logtally/internal/app"
 	"github.com/logtally/logtally/internal/config"
@@ -36,32 +37,33 @@ import (
 
 // Result is what one run measured.
 type Result struct {
-	Lines             int        `json:"lines"`
-	DistinctIPs       uint64     `json:"distinct_ips"`
-	Connections       int        `json:"connections"`
-	SendSeconds       float64    `json:"send_seconds"`
-	VisibleSeconds    float64    `json:"visible_seconds"`
-	LinesPerSecond    float64    `json:"lines_per_second"`
-	LatencyP50Ms      float64    `json:"latency_p50_ms"`
-	LatencyP99Ms      float64    `json:"latency_p99_ms"`
-	LatencySamples    int        `json:"latency_samples"`
-	IdleLatencyP50Ms  float64    `json:"idle_latency_p50_ms"`
-	IdleLatencyP99Ms  float64    `json:"idle_latency_p99_ms"`
-	TopP50Ms          float64    `json:"top10_1h_p50_ms"`
-	TopP99Ms          float64    `json:"top10_1h_p99_ms"`
-	TopFirstMs        float64    `json:"top10_1h_first_ms"`
-	Top5mP50Ms        float64    `json:"top10_5m_p50_ms"`
-	Top5mP99Ms        float64    `json:"top10_5m_p99_ms"`
-	KVBytes           float64    `json:"kv_bytes_written"`
-	Increments        float64    `json:"increments"`
-	KVBytesPerIncr    float64    `json:"kv_bytes_per_increment"`
-	FailedFlushes     float64    `json:"failed_flushes"`
-	CPUCores          float64    `json:"cpu_cores_used"`
-	CPUByStage        []StageCPU `json:"cpu_by_stage"`
-	PeakRSSMiB        float64    `json:"peak_rss_mib"`
-	BaselineLinesPerS float64    `json:"baseline_parse_count_lines_per_second"`
-	Ratio             float64    `json:"ratio_to_baseline"`
-	Exact             bool       `json:"exact"`
+	Lines             int                `json:"lines"`
+	DistinctIPs       uint64             `json:"distinct_ips"`
+	Connections       int                `json:"connections"`
+	SendSeconds       float64            `json:"send_seconds"`
+	VisibleSeconds    float64            `json:"visible_seconds"`
+	LinesPerSecond    float64            `json:"lines_per_second"`
+	LatencyP50Ms      float64            `json:"latency_p50_ms"`
+	LatencyP99Ms      float64            `json:"latency_p99_ms"`
+	LatencySamples    int                `json:"latency_samples"`
+	IdleLatencyP50Ms  float64            `json:"idle_latency_p50_ms"`
+	IdleLatencyP99Ms  float64            `json:"idle_latency_p99_ms"`
+	TopP50Ms          float64            `json:"top10_1h_p50_ms"`
+	TopP99Ms          float64            `json:"top10_1h_p99_ms"`
+	TopFirstMs        float64            `json:"top10_1h_first_ms"`
+	Top5mP50Ms        float64            `json:"top10_5m_p50_ms"`
+	Top5mP99Ms        float64            `json:"top10_5m_p99_ms"`
+	KVBytes           float64            `json:"kv_bytes_written"`
+	Increments        float64            `json:"increments"`
+	KVBytesPerIncr    float64            `json:"kv_bytes_per_increment"`
+	FailedFlushes     float64            `json:"failed_flushes"`
+	WindowWrites      map[string]float64 `json:"window_writes"`
+	CPUCores          float64            `json:"cpu_cores_used"`
+	CPUByStage        []StageCPU         `json:"cpu_by_stage"`
+	PeakRSSMiB        float64            `json:"peak_rss_mib"`
+	BaselineLinesPerS float64            `json:"baseline_parse_count_lines_per_second"`
+	Ratio             float64            `json:"ratio_to_baseline"`
+	Exact             bool               `json:"exact"`
 }
 
 // Run is the bench subcommand.
@@ -301,6 +303,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.KVBytes = sum("logtally_aggregator_kv_bytes_written_total")
 	res.Increments = sum("logtally_aggregator_increments_total")
 	res.FailedFlushes = sum("logtally_aggregator_flush_retries_total") + sum("logtally_aggregator_partition_restarts_total")
+	res.WindowWrites = map[string]float64{}
+	for _, kind := range []string{"inline", "spill", "merge", "full"} {
+		res.WindowWrites[kind] = labelled(a, "logtally_aggregator_window_writes_total", "kind", kind)
+		for _, c := range children {
+			res.WindowWrites[kind] += c.labelled("logtally_aggregator_window_writes_total", "kind", kind)
+		}
+	}
 	if res.Increments > 0 {
 		res.KVBytesPerIncr = res.KVBytes / res.Increments
 	}
@@ -364,6 +373,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   receipt→queryable        under load p50 %.0f ms, p99 %.0f ms (%d probes); idle p50 %.0f ms, p99 %.0f ms
   top-10 over 1h           p50 %.1f ms, p99 %.1f ms (first %.0f ms); over its last 5m p50 %.1f ms, p99 %.1f ms
   KV writes                %.1f bytes per increment (%.0f MB for %.0f increments), %.0f failed flushes
+  window commits           %.0f inline, %.0f spill, %.0f merge, %.0f full
   CPU                      %.2f cores
   peak RSS                 %.0f MiB (includes the generated log held in memory)
   in-process parse+count   %.0f lines/s on one goroutine
@@ -372,6 +382,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res.LinesPerSecond, res.VisibleSeconds, res.LatencyP50Ms, res.LatencyP99Ms, res.LatencySamples, res.IdleLatencyP50Ms, res.IdleLatencyP99Ms,
 		res.TopP50Ms, res.TopP99Ms, res.TopFirstMs, res.Top5mP50Ms, res.Top5mP99Ms,
 		res.KVBytesPerIncr, res.KVBytes/1e6, res.Increments, res.FailedFlushes,
+		res.WindowWrites["inline"], res.WindowWrites["spill"], res.WindowWrites["merge"], res.WindowWrites["full"],
 		res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
 	for _, st := range res.CPUByStage {
 		fmt.Fprintf(stdout, "    %-24s %6.1f s  %4.1f%%\n", st.Stage, st.Seconds, 100*st.Share)
@@ -405,6 +416,32 @@ func metricSum(a *app.App, name string) float64 {
 				sum += m.GetCounter().GetValue()
 			case m.GetGauge() != nil:
 				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// labelled is one labelled series of a metric in the pipeline's registry.
+func labelled(a *app.App, name, label, value string) float64 {
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		return 0
+	}
+	return seriesValue(mfs, name, label, value)
+}
+
+func seriesValue(mfs []*dto.MetricFamily, name, label, value string) float64 {
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -99,23 +99,33 @@ func (c *child) cpu() time.Duration {
 	return time.Duration(ut+st) * time.Second / ticks
 }
 
-// metric sums every series of a metric on the child's /metrics.
-func (c *child) metric(name string) float64 {
+// labelled is one labelled series of a metric on the child's /metrics.
+func (c *child) labelled(name, label, value string) float64 {
+	mfs := c.families()
+	var list []*dto.MetricFamily
+	for _, mf := range mfs {
+		list = append(list, mf)
+	}
+	return seriesValue(list, name, label, value)
+}
+
+func (c *child) families() map[string]*dto.MetricFamily {
 	resp, err := http.Get(c.base + "/metrics")
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0
-	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
+	mfs, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return 0
+		return nil
 	}
-	mf, ok := mfs[name]
+	return mfs
+}
+
+// metric sums every series of a metric on the child's /metrics.
+func (c *child) metric(name string) float64 {
+	mf, ok := c.families()[name]
 	if !ok {
 		return 0
 	}

@@ -54,7 +54,7 @@ type Config struct {
 
 // RegisterFlags registers the ingest.* flags.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	c.BatchMaxBytes = 256 << 10
+	c.BatchMaxBytes = 960 << 10
 	c.MaxLineBytes = 64 << 10
 	c.HTTPMaxBodyBytes = 64 << 20
 	f.StringVar(&c.TCPAddr, "ingest.tcp.addr", ":8888", "address of the newline-delimited TCP line listener; empty disables it")

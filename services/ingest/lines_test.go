@@ -208,7 +208,7 @@ func TestFlags(t *testing.T) {
 		t.Error(err)
 	}
 	d := DefaultConfig()
-	if d.TCPAddr != ":8888" || d.BatchMaxBytes != 256<<10 || d.MaxLineBytes != 64<<10 || d.HTTPMaxBodyBytes != 64<<20 ||
+	if d.TCPAddr != ":8888" || d.BatchMaxBytes != 960<<10 || d.MaxLineBytes != 64<<10 || d.HTTPMaxBodyBytes != 64<<20 ||
 		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second {
 		t.Errorf("defaults %+v", d)
 	}
