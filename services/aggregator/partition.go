@@ -28,10 +28,13 @@ type windowKey struct {
 // read or written (small: the inline entries and the list of runs, never
 // the runs themselves) and the changes not yet committed.
 type window struct {
-	key     string
-	m       *counts.Manifest // nil: the window does not exist yet
-	rev     uint64           // revision of the manifest key; 0 = absent
-	pending map[[counts.AddrLen]byte]counts.Counters
+	key string
+	m   *counts.Manifest // nil: the window does not exist yet
+	rev uint64           // revision of the manifest key; 0 = absent
+	// pending are the changes since the last commit, in arrival order; an
+	// address may repeat. Appending costs a fraction of a map update on
+	// the hot path; the flush sorts and folds them.
+	pending []counts.Entry
 	dead    uint64
 	late    uint64
 	dirty   bool
@@ -356,16 +359,8 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 				}
 				continue
 			}
-			if w.pending == nil {
-				w.pending = make(map[[counts.AddrLen]byte]counts.Counters)
-			}
-			old, ok := w.pending[addr]
-			if !ok {
-				pt.pendingN++
-				pt.s.m.pendingEntries.Inc()
-			}
-			old.Add(c)
-			w.pending[addr] = old
+			w.pending = append(w.pending, counts.Entry{Addr: addr, Counters: c})
+			pt.pendingN++
 			w.dirty = true
 			applied++
 			if r == 0 {
@@ -400,6 +395,7 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 			}
 		}
 	}
+	pt.s.m.pendingEntries.Add(float64(applied))
 	pt.s.m.increments.Add(float64(applied))
 	pt.s.m.records.Add(float64(requests))
 	pt.s.m.skipped.Add(float64(skipped))
@@ -433,6 +429,27 @@ func (pt *partition) checkRaw() {
 	pt.s.m.lostBatches.Add(float64(missing))
 	pt.s.log.Error("raw batches lost before this partition counted them: they left the raw or parsed stream (retention or limits) before an aggregator read them",
 		"partition", pt.p, "lost_batches", missing, "first_raw_seq", first, "raw_first_seq", sm.rawFirst)
+}
+
+// fold sorts pending changes by address (in place) and returns a new slice
+// with one entry per address, its counters summed.
+func fold(es []counts.Entry) []counts.Entry {
+	counts.SortEntries(es)
+	n := 0
+	for i := range es {
+		if i == 0 || es[i].Addr != es[i-1].Addr {
+			n++
+		}
+	}
+	out := make([]counts.Entry, 0, n)
+	for i := range es {
+		if len(out) > 0 && out[len(out)-1].Addr == es[i].Addr {
+			out[len(out)-1].Add(es[i].Counters)
+			continue
+		}
+		out = append(out, es[i])
+	}
+	return out
 }
 
 func floorDiv(a, b int64) int64 {
@@ -524,15 +541,10 @@ func (pt *partition) flush(ctx context.Context) error {
 		p *counts.Pending
 	}
 	writes := make([]write, 0, len(keys))
-	var entries []counts.Entry
 	for _, k := range keys {
 		w := pt.windows[k]
-		entries = entries[:0]
-		for a, c := range w.pending {
-			entries = append(entries, counts.Entry{Addr: a, Counters: c})
-		}
-		counts.SortEntries(entries)
-		ch := counts.Change{Entries: slices.Clone(entries), DeadLetters: w.dead, Late: w.late, LastSeq: pt.pos}
+		// The change must not alias pending, which is reused.
+		ch := counts.Change{Entries: fold(w.pending), DeadLetters: w.dead, Late: w.late, LastSeq: pt.pos}
 		writes = append(writes, write{w: w, p: pt.s.stores[k.res].Commit(ctx, w.key, w.m, w.rev, ch)})
 	}
 	var errs []error
@@ -553,7 +565,7 @@ func (pt *partition) flush(ctx context.Context) error {
 		w.m, w.rev = next, rev
 		pt.pendingN -= len(w.pending)
 		pt.s.m.pendingEntries.Sub(float64(len(w.pending)))
-		clear(w.pending)
+		w.pending = w.pending[:0]
 		w.dead, w.late, w.dirty = 0, 0, false
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -137,7 +137,7 @@ func TestFencedKeepsItsCause(t *testing.T) {
 		t.Fatal(err)
 	}
 	pt := &partition{s: inst.svc, p: 0, windows: map[windowKey]*window{}, last: make([]*window, 2), lastKey: make([]windowKey, 2), pos: 5}
-	pt.windows[windowKey{0, start.Unix()}] = &window{key: key, dirty: true, pending: map[[counts.AddrLen]byte]counts.Counters{{1}: {Requests: 1}}}
+	pt.windows[windowKey{0, start.Unix()}] = &window{key: key, dirty: true, pending: []counts.Entry{{Addr: [counts.AddrLen]byte{1}, Counters: counts.Counters{Requests: 1}}}}
 	err := pt.flush(ctx)
 	if !errors.Is(err, ErrFenced) || !errors.Is(err, counts.ErrConflict) {
 		t.Fatalf("flush against a window written by someone else: %v; want ErrFenced wrapping counts.ErrConflict", err)

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 )
 
 // lineCost is what one line adds to the encoded RawBatch.
@@ -18,12 +16,16 @@ func oversizedCost(prefix int) int {
 	return 1 + protowire.SizeVarint(uint64(inner)) + inner
 }
 
-// batch is one RawBatch under construction. Lines are copied into one
-// arena allocated with the batch's byte limit, so it never grows.
+// batch is one RawBatch under construction, kept in its wire encoding:
+// every line is appended as field 5 the moment it is added, so a line is
+// copied once on its way from the socket to JetStream and nothing is
+// marshalled at the end. The fields that describe the batch (source, peer,
+// receive time, format) are appended last by encode: protobuf readers
+// accept fields in any order. Buffers come from a pool and go back once the
+// batch is acknowledged.
 type batch struct {
-	arena []byte
-	lines [][]byte
-	over  []*logtallyv1.OversizedLine
+	enc   []byte
+	n     int // lines and oversized entries
 	size  int
 	peer  string
 	mixed bool
@@ -31,11 +33,28 @@ type batch struct {
 	timer *time.Timer
 }
 
+var arenas sync.Pool // *[]byte of cap ≥ the batch limit
+
 func newBatch(maxBytes int, first time.Time) *batch {
-	return &batch{arena: make([]byte, 0, maxBytes), size: batchOverhead, first: first}
+	var enc []byte
+	if p, ok := arenas.Get().(*[]byte); ok && cap(*p) >= maxBytes+batchOverhead {
+		enc = (*p)[:0]
+	} else {
+		enc = make([]byte, 0, maxBytes+batchOverhead)
+	}
+	return &batch{enc: enc, size: batchOverhead, first: first}
 }
 
-func (b *batch) count() int { return len(b.lines) + len(b.over) }
+// release returns the batch's buffer once nothing refers to its encoding.
+func (b *batch) release() {
+	if b.enc != nil {
+		enc := b.enc[:0]
+		arenas.Put(&enc)
+		b.enc = nil
+	}
+}
+
+func (b *batch) count() int { return b.n }
 
 func (b *batch) setPeer(peer string) {
 	switch {
@@ -46,27 +65,54 @@ func (b *batch) setPeer(peer string) {
 	}
 }
 
+// Field numbers of logtallyv1.RawBatch and OversizedLine.
+const (
+	fieldSource    = 1
+	fieldPeer      = 2
+	fieldReceived  = 3
+	fieldFormat    = 4
+	fieldLines     = 5
+	fieldOversized = 6
+	fieldPrefix    = 1
+	fieldLength    = 2
+)
+
 func (b *batch) addLine(p []byte) {
-	start := len(b.arena)
-	b.arena = append(b.arena, p...)
-	b.lines = append(b.lines, b.arena[start:len(b.arena):len(b.arena)])
+	b.enc = protowire.AppendTag(b.enc, fieldLines, protowire.BytesType)
+	b.enc = protowire.AppendBytes(b.enc, p)
+	b.n++
 	b.size += lineCost(len(p))
 }
 
-func (b *batch) addOversized(o *logtallyv1.OversizedLine) {
-	b.over = append(b.over, o)
-	b.size += oversizedCost(len(o.Prefix))
+func (b *batch) addOversized(prefix []byte, length uint64) {
+	inner := 1 + protowire.SizeBytes(len(prefix)) + 1 + protowire.SizeVarint(length)
+	b.enc = protowire.AppendTag(b.enc, fieldOversized, protowire.BytesType)
+	b.enc = protowire.AppendVarint(b.enc, uint64(inner))
+	b.enc = protowire.AppendTag(b.enc, fieldPrefix, protowire.BytesType)
+	b.enc = protowire.AppendBytes(b.enc, prefix)
+	b.enc = protowire.AppendTag(b.enc, fieldLength, protowire.VarintType)
+	b.enc = protowire.AppendVarint(b.enc, length)
+	b.n++
+	b.size += oversizedCost(len(prefix))
 }
 
-func (b *batch) message(source, format string) *logtallyv1.RawBatch {
-	return &logtallyv1.RawBatch{
-		Source:         source,
-		Peer:           b.peer,
-		ReceivedUnixMs: b.first.UnixMilli(),
-		Format:         format,
-		Lines:          b.lines,
-		Oversized:      b.over,
+// encode appends the batch's own fields and returns the RawBatch encoding.
+// The batch takes no more lines afterwards.
+func (b *batch) encode(source, format string) []byte {
+	appendString := func(num protowire.Number, v string) {
+		if v != "" {
+			b.enc = protowire.AppendTag(b.enc, num, protowire.BytesType)
+			b.enc = protowire.AppendString(b.enc, v)
+		}
 	}
+	appendString(fieldSource, source)
+	appendString(fieldPeer, b.peer)
+	if ms := b.first.UnixMilli(); ms != 0 {
+		b.enc = protowire.AppendTag(b.enc, fieldReceived, protowire.VarintType)
+		b.enc = protowire.AppendVarint(b.enc, uint64(ms))
+	}
+	appendString(fieldFormat, format)
+	return b.enc
 }
 
 // lineHandler takes the lines a framer cuts from a stream.
@@ -84,7 +130,7 @@ type lineHandler interface {
 type chunk struct {
 	buf   []byte
 	ends  []int
-	over  []*logtallyv1.OversizedLine
+	over  []oversizedLine
 	first time.Time
 	bytes int64
 	blank int // empty lines among ends
@@ -105,7 +151,7 @@ func (c *chunk) line(p []byte) {
 
 func (c *chunk) oversized(prefix []byte, length uint64) {
 	c.start()
-	c.over = append(c.over, &logtallyv1.OversizedLine{Prefix: append([]byte(nil), prefix...), Length: length})
+	c.over = append(c.over, oversizedLine{prefix: append([]byte(nil), prefix...), length: length})
 	c.bytes += int64(length)
 }
 
@@ -115,6 +161,12 @@ func (c *chunk) empty() {
 }
 
 func (c *chunk) entries() int { return len(c.ends) + len(c.over) }
+
+// oversizedLine is the kept prefix of a line over the limit.
+type oversizedLine struct {
+	prefix []byte
+	length uint64
+}
 
 func (c *chunk) reset() {
 	c.buf, c.ends, c.over = c.buf[:0], c.ends[:0], c.over[:0]
@@ -208,10 +260,10 @@ func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
 		start = end
 	}
 	for _, o := range c.over {
-		if !need(oversizedCost(len(o.Prefix))) {
+		if !need(oversizedCost(len(o.prefix))) {
 			return false
 		}
-		bt.cur.addOversized(o)
+		bt.cur.addOversized(o.prefix, o.length)
 	}
 	if !wait {
 		count()
@@ -244,6 +296,7 @@ func (bt *batcher) sealLocked(wait bool) bool {
 			bt.cur = nil
 			b.timer.Stop()
 			bt.s.lose(b.count())
+			b.release()
 			return true
 		}
 	}
@@ -299,6 +352,7 @@ func (bt *batcher) waitSlotAndPublish(b *batch) {
 		go bt.publish(b)
 	case <-bt.s.giveUp.Done():
 		bt.s.lose(b.count())
+		b.release()
 		bt.s.pending.Done()
 	}
 }
@@ -310,7 +364,9 @@ func (bt *batcher) publish(b *batch) {
 		<-bt.slots
 		bt.s.pending.Done()
 	}()
-	if _, err := bt.s.publishBatch(bt.s.giveUp, "", bt.source, bt.source, bt.subject, b.message(bt.source, bt.format)); err != nil {
+	data := b.encode(bt.source, bt.format)
+	if _, err := bt.s.publishData(bt.s.giveUp, "", bt.source, bt.source, bt.subject, data, b.count()); err != nil {
 		bt.s.lose(b.count())
 	}
+	b.release()
 }

@@ -15,9 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/obs"
 )
 
@@ -112,6 +109,7 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 
 	body := http.MaxBytesReader(w, r.Body, s.cfg.HTTPMaxBodyBytes)
 	hb := &httpBatches{maxBytes: s.cfg.BatchMaxBytes, peer: r.RemoteAddr, source: source, format: format, first: received}
+	defer hb.release()
 	if c, msg := readBody(body, r.Header.Get("Content-Encoding"), s.cfg.HTTPMaxBodyBytes, s.cfg.MaxLineBytes, hb); c != 0 {
 		fail(c, "%s", msg)
 		return
@@ -302,6 +300,17 @@ type httpBatches struct {
 type encodedBatch struct {
 	data    []byte // a marshaled logtallyv1.RawBatch
 	entries int    // its lines plus oversized lines
+	b       *batch // owns data's buffer
+}
+
+// release gives the batches' buffers back once the request is answered.
+func (h *httpBatches) release() {
+	for _, b := range h.batches {
+		b.b.release()
+	}
+	if h.cur != nil {
+		h.cur.release()
+	}
 }
 
 func (h *httpBatches) room(cost int) *batch {
@@ -321,12 +330,8 @@ func (h *httpBatches) room(cost int) *batch {
 func (h *httpBatches) seal() error {
 	b := h.cur
 	if b != nil && b.count() > 0 {
-		data, err := proto.Marshal(b.message(h.source, h.format))
-		if err != nil && h.err == nil {
-			h.err = fmt.Errorf("encode batch %d of the request: %w", len(h.batches), err)
-		}
-		h.batches = append(h.batches, encodedBatch{data: data, entries: b.count()})
-		b.arena, b.lines, b.over, b.size = b.arena[:0], b.lines[:0], nil, batchOverhead
+		h.batches = append(h.batches, encodedBatch{data: b.encode(h.source, h.format), entries: b.count(), b: b})
+		h.cur = nil
 	}
 	return h.err
 }
@@ -338,7 +343,7 @@ func (h *httpBatches) line(p []byte) {
 }
 
 func (h *httpBatches) oversized(prefix []byte, length uint64) {
-	h.room(oversizedCost(len(prefix))).addOversized(&logtallyv1.OversizedLine{Prefix: append([]byte(nil), prefix...), Length: length})
+	h.room(oversizedCost(len(prefix))).addOversized(prefix, length)
 	h.over++
 	h.bytes += int64(length)
 }

@@ -8,9 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
-	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/topology"
 )
 
@@ -28,19 +26,6 @@ func subjectFor(source string) string { return topology.RawPrefix + source }
 // reuse the IDs of its previous life (which JetStream would drop).
 func (s *Service) nextMsgID(source string) string {
 	return s.deps.InstanceID + "-" + source + "-" + strconv.FormatUint(s.msgSeq.Add(1), 10)
-}
-
-// publishBatch encodes m (label is the source label of the metrics) and
-// publishes it with publishData.
-func (s *Service) publishBatch(ctx context.Context, id, source, label, subject string, m *logtallyv1.RawBatch) (dup bool, err error) {
-	if id == "" {
-		id = s.nextMsgID(source)
-	}
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return false, fmt.Errorf("encode batch %s: %w", id, err)
-	}
-	return s.publishData(ctx, id, source, label, subject, data, len(m.Lines)+len(m.Oversized))
 }
 
 // publishData publishes an encoded RawBatch of entries lines until
