@@ -20,8 +20,14 @@ type Layout struct {
 	// ChunkBytes is the target size of one chunk (at most 256 KiB).
 	ChunkBytes int
 	// InlineBytes is how large the inline entries of a manifest may grow
-	// before they are written out as a run.
+	// before they are written out as a run. Past InlineKeep they are
+	// written out too once a change is less than 1/InlineRatio of them:
+	// then rewriting them every flush would cost more than the change.
+	// Spilling needs an atomic batch, which on an R1 file store costs a
+	// staging store of its own; windows that change a lot stay inline.
 	InlineBytes int
+	InlineKeep  int
+	InlineRatio int
 	// MaxDeltas is how many runs besides the base a window keeps before
 	// the MergeFanIn smallest are merged into one (reads visit every run).
 	MaxDeltas  int
@@ -53,7 +59,9 @@ func DefaultLayout(maxPayload int64, retention time.Duration) Layout {
 	chunk := int(min(256<<10, maxPayload/2-512))
 	return Layout{
 		ChunkBytes:  chunk,
-		InlineBytes: min(16<<10, chunk/4),
+		InlineBytes: min(64<<10, chunk/4),
+		InlineKeep:  min(8<<10, chunk/8),
+		InlineRatio: 8,
 		MaxDeltas:   32,
 		MergeFanIn:  8,
 		Ratio:       1,
@@ -71,6 +79,9 @@ func (l Layout) Validate() error {
 	}
 	if l.InlineBytes < 64 || l.InlineBytes > l.ChunkBytes {
 		errs = append(errs, fmt.Errorf("inline size %d must be between 64 bytes and the chunk size %d", l.InlineBytes, l.ChunkBytes))
+	}
+	if l.InlineKeep < 0 || l.InlineKeep > l.InlineBytes || l.InlineRatio < 1 {
+		errs = append(errs, fmt.Errorf("inline keep %d must be between 0 and the inline size %d, and the inline ratio %d at least 1", l.InlineKeep, l.InlineBytes, l.InlineRatio))
 	}
 	if l.MaxDeltas < 1 {
 		errs = append(errs, fmt.Errorf("max deltas %d must be at least 1", l.MaxDeltas))
@@ -301,7 +312,11 @@ func (s *Store) Commit(ctx context.Context, key string, cur *Manifest, rev uint6
 		}
 	}
 	size := encodedSize(inline)
-	if size <= s.layout.InlineBytes && !refresh {
+	small := size <= s.layout.InlineBytes
+	if size > s.layout.InlineKeep && encodedSize(ch.Entries)*s.layout.InlineRatio < size {
+		small = false
+	}
+	if small && !refresh {
 		next.Inline = inline
 		data, err := MarshalManifest(next)
 		if err != nil {

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -155,14 +158,34 @@ func (e *env) fetch(t testing.TB) []rawMsg {
 		if err != nil {
 			t.Fatalf("get msg %d: %v", seq, err)
 		}
-		var b logtallyv1.RawBatch
-		if err := proto.Unmarshal(m.Data, &b); err != nil {
+		b, err := decodeRawMsg(m.Header, m.Data)
+		if err != nil {
 			t.Fatalf("msg %d is not a RawBatch: %v", seq, err)
 		}
-		e.got = append(e.got, rawMsg{seq: seq, subject: m.Subject, msgID: m.Header.Get(jetstream.MsgIDHeader), batch: &b})
+		e.got = append(e.got, rawMsg{seq: seq, subject: m.Subject, msgID: m.Header.Get(jetstream.MsgIDHeader), batch: b})
 	}
 	e.lastSeq = max(e.lastSeq, info.State.LastSeq)
 	return append([]rawMsg(nil), e.got...)
+}
+
+// decodeRawMsg reads a raw stream message as the parser does: S2
+// compressed when the header says so.
+func decodeRawMsg(h nats.Header, data []byte) (*logtallyv1.RawBatch, error) {
+	if enc := h.Get(topology.EncodingHeader); enc != "" {
+		if enc != topology.EncodingS2 {
+			return nil, fmt.Errorf("unknown encoding %q", enc)
+		}
+		plain, err := s2.Decode(nil, data)
+		if err != nil {
+			return nil, err
+		}
+		data = plain
+	}
+	var b logtallyv1.RawBatch
+	if err := proto.Unmarshal(data, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
 }
 
 // entries counts lines plus oversized entries of the messages of a source

@@ -14,6 +14,7 @@ type metrics struct {
 	publishErrors   prometheus.Counter
 	publishRetries  prometheus.Counter
 	pastDedup       prometheus.Counter
+	compressedBytes prometheus.Counter
 	duplicates      prometheus.Counter
 	batchLines      prometheus.Histogram
 	publishLatency  prometheus.Histogram
@@ -38,6 +39,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		publishErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_errors_total", Help: "Failed publish attempts of raw batches (each is retried)."}),
 		publishRetries:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_retries_total", Help: "Publish attempts repeated with the same Nats-Msg-Id."}),
 		pastDedup:       f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_retries_past_dedup_window_total", Help: "Batches still being retried longer than the raw stream's duplicate window after their first attempt: if an unacknowledged earlier attempt was stored, this one is stored again (raise -nats.duplicate-window for longer outages)."}),
+		compressedBytes: f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_compressed_bytes_total", Help: "Bytes of raw batches as published after S2 compression (-ingest.compress); compare with logtally_ingest_bytes_total."}),
 		duplicates:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_duplicates_total", Help: "Batches JetStream acknowledged as duplicates: an earlier attempt was stored but its ack was lost, or an HTTP request with an Idempotency-Key was sent again."}),
 		batchLines:      f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_batch_lines", Help: "Lines per published raw batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 		publishLatency:  f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_publish_latency_seconds", Help: "Time from publishing a raw batch to its JetStream ack (successful attempts).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +39,8 @@ func (s *Service) nextMsgID(source string) string {
 // message with this ID already (stored by an earlier attempt whose ack was
 // lost, or, for an HTTP Idempotency-Key, by an earlier request).
 func (s *Service) publishData(ctx context.Context, id, source, label, subject string, data []byte, entries int) (dup bool, err error) {
+	data, compressed, release := s.compress(data)
+	defer release()
 	if id == "" {
 		id = s.nextMsgID(source)
 	}
@@ -58,7 +63,7 @@ func (s *Service) publishData(ctx context.Context, id, source, label, subject st
 			}
 		}
 		t0 := time.Now()
-		dup, err := s.publishOnce(ctx, subject, id, data)
+		dup, err := s.publishOnce(ctx, subject, id, data, compressed)
 		if err == nil {
 			if dup {
 				s.m.duplicates.Inc()
@@ -92,8 +97,11 @@ func (s *Service) publishData(ctx context.Context, id, source, label, subject st
 // publishOnce is one attempt: publish asynchronously and wait for the ack,
 // an error, the ack timeout of the publishing context, or ctx.
 // It reports whether JetStream had stored the batch already.
-func (s *Service) publishOnce(ctx context.Context, subject, id string, data []byte) (bool, error) {
+func (s *Service) publishOnce(ctx context.Context, subject, id string, data []byte, compressed bool) (bool, error) {
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	if compressed {
+		msg.Header.Set(topology.EncodingHeader, topology.EncodingS2)
+	}
 	paf, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(id))
 	if err != nil {
 		return false, fmt.Errorf("publish batch %s: %w", id, err)
@@ -106,6 +114,31 @@ func (s *Service) publishOnce(ctx context.Context, subject, id string, data []by
 	case <-ctx.Done():
 		return false, fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
 	}
+}
+
+var s2Buffers sync.Pool // *[]byte
+
+// compress returns the S2 block encoding of a RawBatch when
+// -ingest.compress asks for it and it is smaller, with a function that
+// gives its buffer back.
+func (s *Service) compress(data []byte) ([]byte, bool, func()) {
+	if s.cfg.Compress != CompressS2 || len(data) < 512 {
+		return data, false, func() {}
+	}
+	need := s2.MaxEncodedLen(len(data))
+	var buf []byte
+	if p, ok := s2Buffers.Get().(*[]byte); ok && cap(*p) >= need {
+		buf = (*p)[:need]
+	} else {
+		buf = make([]byte, need)
+	}
+	out := s2.Encode(buf, data)
+	if len(out) >= len(data) {
+		s2Buffers.Put(&buf)
+		return data, false, func() {}
+	}
+	s.m.compressedBytes.Add(float64(len(out)))
+	return out, true, func() { s2Buffers.Put(&buf) }
 }
 
 // lose records lines given up at shutdown.

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
-	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/topology"
 )
 
@@ -99,8 +97,8 @@ func TestRawBacklogBoundPushesBack(t *testing.T) {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			var b logtallyv1.RawBatch
-			if err := proto.Unmarshal(m.Data(), &b); err != nil {
+			b, err := decodeRawMsg(m.Headers(), m.Data())
+			if err != nil {
 				t.Fatal(err)
 			}
 			for _, l := range b.Lines {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -246,6 +247,41 @@ type worker struct {
 	comb   *combiner
 	dead   []deadLetter
 	futs   []jetstream.PubAckFuture
+	plain  []byte // decompressed raw batch; lines alias it during handle
+}
+
+// maxRawBatch bounds a decompressed raw batch: ingest never builds one
+// larger than max_payload, so more is a corrupt or foreign message.
+const maxRawBatch = 64 << 20
+
+// payload returns the RawBatch encoding of a raw message, decompressing it
+// when ingest compressed it.
+func (w *worker) payload(m jetstream.Msg) ([]byte, error) {
+	enc := ""
+	if h := m.Headers(); h != nil {
+		enc = h.Get(topology.EncodingHeader)
+	}
+	switch enc {
+	case "":
+		return m.Data(), nil
+	case topology.EncodingS2:
+		n, err := s2.DecodedLen(m.Data())
+		if err != nil {
+			return nil, fmt.Errorf("s2 payload: %w", err)
+		}
+		if n > maxRawBatch {
+			return nil, fmt.Errorf("s2 payload decodes to %d bytes, more than %d", n, maxRawBatch)
+		}
+		if cap(w.plain) < n {
+			w.plain = make([]byte, n)
+		}
+		out, err := s2.Decode(w.plain[:n], m.Data())
+		if err != nil {
+			return nil, fmt.Errorf("s2 payload: %w", err)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown %s %q", topology.EncodingHeader, enc)
 }
 
 // maxUnacked bounds the output messages of one raw batch that a worker has
@@ -283,7 +319,11 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 			w.comb.dropBuffers()
 		}
 	}()
-	if derr := decodeRaw(m.Data(), rb); derr != nil {
+	data, derr := w.payload(m)
+	if derr == nil {
+		derr = decodeRaw(data, rb)
+	}
+	if derr != nil {
 		w.s.m.badBatches.Inc()
 		w.dead = append(w.dead, deadLetter{line: m.Data(), length: len(m.Data()), reason: fmt.Sprintf("%v: %v", ErrNotRawBatch, derr), code: "not_raw_batch"})
 		// What decodeRaw read before it failed is not to be parsed, nor kept.
