@@ -431,27 +431,6 @@ func (pt *partition) checkRaw() {
 		"partition", pt.p, "lost_batches", missing, "first_raw_seq", first, "raw_first_seq", sm.rawFirst)
 }
 
-// fold sorts pending changes by address (in place) and returns a new slice
-// with one entry per address, its counters summed.
-func fold(es []counts.Entry) []counts.Entry {
-	counts.SortEntries(es)
-	n := 0
-	for i := range es {
-		if i == 0 || es[i].Addr != es[i-1].Addr {
-			n++
-		}
-	}
-	out := make([]counts.Entry, 0, n)
-	for i := range es {
-		if len(out) > 0 && out[len(out)-1].Addr == es[i].Addr {
-			out[len(out)-1].Add(es[i].Counters)
-			continue
-		}
-		out = append(out, es[i])
-	}
-	return out
-}
-
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if (a%b != 0) && ((a < 0) != (b < 0)) {

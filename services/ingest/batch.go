@@ -24,6 +24,7 @@ func oversizedCost(prefix int) int {
 // accept fields in any order. Buffers come from a pool and go back once the
 // batch is acknowledged.
 type batch struct {
+	pool  *buffers
 	enc   []byte
 	n     int // lines and oversized entries
 	size  int
@@ -33,23 +34,14 @@ type batch struct {
 	timer *time.Timer
 }
 
-var arenas sync.Pool // *[]byte of cap ≥ the batch limit
-
-func newBatch(maxBytes int, first time.Time) *batch {
-	var enc []byte
-	if p, ok := arenas.Get().(*[]byte); ok && cap(*p) >= maxBytes+batchOverhead {
-		enc = (*p)[:0]
-	} else {
-		enc = make([]byte, 0, maxBytes+batchOverhead)
-	}
-	return &batch{enc: enc, size: batchOverhead, first: first}
+func newBatch(pool *buffers, first time.Time) *batch {
+	return &batch{pool: pool, enc: pool.get(), size: batchOverhead, first: first}
 }
 
 // release returns the batch's buffer once nothing refers to its encoding.
 func (b *batch) release() {
 	if b.enc != nil {
-		enc := b.enc[:0]
-		arenas.Put(&enc)
+		b.pool.put(b.enc)
 		b.enc = nil
 	}
 }
@@ -229,7 +221,7 @@ func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
 			}
 		}
 		if bt.cur == nil {
-			bt.cur = newBatch(max, c.first)
+			bt.cur = newBatch(bt.s.arenas, c.first)
 			b := bt.cur
 			b.timer = time.AfterFunc(bt.s.cfg.BatchLinger, func() { bt.linger(b) })
 		}

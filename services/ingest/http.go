@@ -108,7 +108,7 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 
 	body := http.MaxBytesReader(w, r.Body, s.cfg.HTTPMaxBodyBytes)
-	hb := &httpBatches{maxBytes: s.cfg.BatchMaxBytes, peer: r.RemoteAddr, source: source, format: format, first: received}
+	hb := &httpBatches{maxBytes: s.cfg.BatchMaxBytes, pool: s.arenas, peer: r.RemoteAddr, source: source, format: format, first: received}
 	defer hb.release()
 	if c, msg := readBody(body, r.Header.Get("Content-Encoding"), s.cfg.HTTPMaxBodyBytes, s.cfg.MaxLineBytes, hb); c != 0 {
 		fail(c, "%s", msg)
@@ -284,6 +284,7 @@ func sanitizeSource(s string) string {
 // bytes per line, and a gzip body of 64 MiB of newlines took 3 GiB of heap.
 type httpBatches struct {
 	maxBytes       int
+	pool           *buffers
 	peer           string
 	source, format string
 	first          time.Time
@@ -319,7 +320,7 @@ func (h *httpBatches) room(cost int) *batch {
 	}
 	_ = h.seal()
 	if h.cur == nil {
-		h.cur = newBatch(h.maxBytes, h.first)
+		h.cur = newBatch(h.pool, h.first)
 		h.cur.peer = h.peer
 	}
 	return h.cur

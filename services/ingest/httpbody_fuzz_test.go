@@ -144,7 +144,7 @@ func checkStored(t *testing.T, name string, batches []*logtallyv1.RawBatch, want
 // and the batches as JetStream would store them.
 func readCase(t *testing.T, c bodyCase, received time.Time) (int, string, *httpBatches, []*logtallyv1.RawBatch) {
 	t.Helper()
-	hb := &httpBatches{maxBytes: bodyMaxBatch, peer: bodyPeer, source: bodySource, format: bodyFormat, first: received}
+	hb := &httpBatches{maxBytes: bodyMaxBatch, pool: newBuffers(bodyMaxBatch+batchOverhead, 4), peer: bodyPeer, source: bodySource, format: bodyFormat, first: received}
 	body := http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(c.wire)), bodyMaxBytes)
 	code, msg := readBody(body, c.enc, bodyMaxBytes, bodyMaxLine, hb)
 	if code != 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -116,8 +115,6 @@ func (s *Service) publishOnce(ctx context.Context, subject, id string, data []by
 	}
 }
 
-var s2Buffers sync.Pool // *[]byte
-
 // compress returns the S2 block encoding of a RawBatch when
 // -ingest.compress asks for it and it is smaller, with a function that
 // gives its buffer back.
@@ -126,19 +123,17 @@ func (s *Service) compress(data []byte) ([]byte, bool, func()) {
 		return data, false, func() {}
 	}
 	need := s2.MaxEncodedLen(len(data))
-	var buf []byte
-	if p, ok := s2Buffers.Get().(*[]byte); ok && cap(*p) >= need {
-		buf = (*p)[:need]
-	} else {
-		buf = make([]byte, need)
+	buf := s.s2buf.get()
+	if cap(buf) < need {
+		buf = make([]byte, 0, need)
 	}
-	out := s2.Encode(buf, data)
+	out := s2.Encode(buf[:need], data)
 	if len(out) >= len(data) {
-		s2Buffers.Put(&buf)
+		s.s2buf.put(buf)
 		return data, false, func() {}
 	}
 	s.m.compressedBytes.Add(float64(len(out)))
-	return out, true, func() { s2Buffers.Put(&buf) }
+	return out, true, func() { s.s2buf.put(buf) }
 }
 
 // lose records lines given up at shutdown.

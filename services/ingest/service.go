@@ -54,6 +54,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,10 @@ type Service struct {
 	deps service.Deps
 	log  hclog.Logger
 	m    *metrics
-	nc   *nats.Conn
+	// Free lists of raw batch buffers and their compressed forms, about
+	// as many as can be in flight.
+	arenas, s2buf *buffers
+	nc            *nats.Conn
 	// js is a publishing context of its own on the process's connection:
 	// it has an ack timeout (so an unanswered publish is retried and its
 	// bookkeeping freed) and its own count of pending publishes.
@@ -151,6 +155,8 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		perLn:   map[string]int{},
 		httpSem: make(chan struct{}, cfg.PublishMaxInFlight),
 		httpReq: make(chan struct{}, cfg.HTTPMaxConcurrent),
+		arenas:  newBuffers(cfg.BatchMaxBytes+batchOverhead, cfg.PublishMaxInFlight),
+		s2buf:   newBuffers(s2.MaxEncodedLen(cfg.BatchMaxBytes+batchOverhead), cfg.PublishMaxInFlight),
 	}
 	s.giveUp, s.cancelGiveUp = context.WithCancelCause(context.Background())
 	s.msgSeq.Store(uint64(time.Now().UnixMicro()))
