@@ -60,7 +60,7 @@ func DefaultLayout(maxPayload int64, retention time.Duration) Layout {
 	return Layout{
 		ChunkBytes:  chunk,
 		InlineBytes: min(64<<10, chunk/4),
-		InlineKeep:  min(8<<10, chunk/8),
+		InlineKeep:  min(32<<10, chunk/8),
 		InlineRatio: 8,
 		MaxDeltas:   32,
 		MergeFanIn:  8,
