@@ -81,10 +81,25 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	heavy := fs.Int("heavy", 20, "heavy hitters in -distinct mode")
 	heavyLines := fs.Int("heavy-lines", 50_000, "lines of each heavy hitter in -distinct mode")
 	aggProcs := fs.Int("aggregators", 0, "run this many aggregators as processes of their own (joined to the bench's embedded NATS), instead of in process")
+	attribute := fs.String("attribute", "", "only print the CPU by stage of an existing CPU profile (of any logtally release) and exit")
 	var sets multiFlag
 	fs.Var(&sets, "set", "a flag of the pipeline, as name=value without the dash (repeatable), e.g. -set nats.sync=always")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *attribute != "" {
+		raw, err := os.ReadFile(*attribute)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		st, err := cpuByStage(raw)
+		if err != nil {
+			return err
+		}
+		for _, s := range st {
+			fmt.Fprintf(stdout, "%-24s %6.1f s  %4.1f%%\n", s.Stage, s.Seconds, 100*s.Share)
+		}
+		return nil
 	}
 	if *lines < 1000 || *pool < 10 || *conns < 1 || *distinct < 0 || *heavy < 0 || *heavyLines < 0 {
 		return errors.New("bench: need -lines ≥ 1000, -ips ≥ 10, -connections ≥ 1, and no negative -distinct, -heavy, -heavy-lines")
