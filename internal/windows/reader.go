@@ -81,6 +81,7 @@ type Reader struct {
 	finest     time.Duration
 
 	indexes []*index
+	lost    *lostBatches
 	cache   *lru
 	flights flightGroup
 	stats   counters
@@ -169,6 +170,17 @@ func (r *Reader) Start(ctx context.Context) error {
 		x.onResync = r.notifyAll
 		r.indexes = append(r.indexes, x)
 	}
+	lost, err := openLostBatches(ctx, r.js, r.log)
+	if err != nil {
+		r.cancel()
+		return fmt.Errorf("open bucket %s: %w", topology.StateBucket, err)
+	}
+	r.lost = lost
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		lost.run(r.ctx)
+	}()
 	for _, x := range r.indexes {
 		r.wg.Add(1)
 		go func() {
@@ -177,6 +189,16 @@ func (r *Reader) Start(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// LostBatches is the number of raw batches the aggregators found lost
+// since the start (gone from the streams before they were counted), over
+// all partitions and time: a gap in the counts, reported, never hidden.
+func (r *Reader) LostBatches() uint64 {
+	if r.lost == nil {
+		return 0
+	}
+	return r.lost.total()
 }
 
 // Stop ends the watches and every Watch loop; queries after it are

@@ -16,6 +16,9 @@ type TotalsResult struct {
 	DistinctIPs uint64
 	DeadLetters uint64
 	Late        uint64
+	// LostBatches is Reader.LostBatches at the time of the answer: not of
+	// the range, since a lost batch's times are unknown.
+	LostBatches uint64
 }
 
 // Totals returns the class totals, dead letters and late records of r
@@ -30,7 +33,7 @@ func (r *Reader) Totals(ctx context.Context, rg Range) (TotalsResult, error) {
 	segs := decompose(rg.From.Unix(), rg.To.Unix(), r.sizes)
 	var res TotalsResult
 	err := r.run(ctx, func(q *query) error {
-		res = TotalsResult{Range: rg}
+		res = TotalsResult{Range: rg, LostBatches: r.LostBatches()}
 		ws, err := q.windows(segs, -1)
 		if err != nil {
 			return err

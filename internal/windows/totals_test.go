@@ -4,8 +4,14 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/topology"
 )
 
 func TestTotalsAndSeriesMatchReference(t *testing.T) {
@@ -61,4 +67,44 @@ func TestTotalsAndSeriesMatchReference(t *testing.T) {
 	if a.Counters.Requests == 0 || a.Counters != b.Counters || b.IP != v4 {
 		t.Fatalf("mapped form: %+v vs %+v", a, b)
 	}
+}
+
+// Raw batches the aggregators found lost (in their checkpoints) show in
+// every totals answer, and follow the checkpoints as they change.
+func TestTotalsReportLostBatches(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := context.Background()
+	state, err := e.js.KeyValue(ctx, topology.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(p int, lost uint64) {
+		data, _ := proto.Marshal(&logtallyv1.Checkpoint{Seq: 10, LostBatches: lost})
+		if _, err := state.Put(ctx, "cp."+strconv.Itoa(p), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, 2)
+	put(1, 3)
+	rg := Range{at("2026-11-24T09:00:00Z"), at("2026-11-24T10:00:00Z")}
+	wait := func(want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := e.r.Totals(ctx, rg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.LostBatches == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("totals report %d lost batches, want %d", got.LostBatches, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait(5)
+	put(0, 4)
+	wait(7)
 }

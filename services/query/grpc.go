@@ -156,6 +156,7 @@ func (g *grpcServer) Totals(ctx context.Context, req *logtallyv1.TotalsRequest) 
 		From:        timestamppb.New(res.Range.From),
 		To:          timestamppb.New(res.Range.To),
 		Counters:    countersToProto(res.Counters),
+		LostBatches: res.LostBatches,
 	}, nil
 }
 

@@ -60,6 +60,7 @@ type (
 		Status5xx   uint64 `json:"status_5xx"`
 		AuthFails   uint64 `json:"auth_failures"`
 		Bytes       uint64 `json:"bytes"`
+		LostBatches uint64 `json:"lost_batches"`
 	}
 )
 
@@ -280,6 +281,7 @@ func totalsToJSON(res windows.TotalsResult) totalsJSON {
 		Status5xx:   res.Counters.Status5xx,
 		AuthFails:   res.Counters.AuthFailures,
 		Bytes:       res.Counters.Bytes,
+		LostBatches: res.LostBatches,
 	}
 }
 

@@ -718,7 +718,11 @@ type TotalsResponse struct {
 	From        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
 	To          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
 	// counters are the class totals over all IPs (requests included).
-	Counters      *ClassCounters `protobuf:"bytes,7,opt,name=counters,proto3" json:"counters,omitempty"`
+	Counters *ClassCounters `protobuf:"bytes,7,opt,name=counters,proto3" json:"counters,omitempty"`
+	// lost_batches are raw batches the aggregators found gone from the
+	// streams (retention) before they were counted, since the start and
+	// over all time: a gap in the counts, reported rather than hidden.
+	LostBatches   uint64 `protobuf:"varint,8,opt,name=lost_batches,json=lostBatches,proto3" json:"lost_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +806,13 @@ func (x *TotalsResponse) GetCounters() *ClassCounters {
 	return nil
 }
 
+func (x *TotalsResponse) GetLostBatches() uint64 {
+	if x != nil {
+		return x.LostBatches
+	}
+	return 0
+}
+
 var File_logtally_v1_query_proto protoreflect.FileDescriptor
 
 const file_logtally_v1_query_proto_rawDesc = "" +
@@ -855,7 +866,7 @@ const file_logtally_v1_query_proto_rawDesc = "" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x126\n" +
 	"\bcounters\x18\x06 \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\"=\n" +
 	"\rTotalsRequest\x12,\n" +
-	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\"\x9a\x02\n" +
+	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\"\xbd\x02\n" +
 	"\x0eTotalsResponse\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x04R\brequests\x12!\n" +
 	"\fdistinct_ips\x18\x02 \x01(\x04R\vdistinctIps\x12!\n" +
@@ -863,7 +874,8 @@ const file_logtally_v1_query_proto_rawDesc = "" +
 	"\x04late\x18\x04 \x01(\x04R\x04late\x12.\n" +
 	"\x04from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x126\n" +
-	"\bcounters\x18\a \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters2\x9f\x02\n" +
+	"\bcounters\x18\a \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\x12!\n" +
+	"\flost_batches\x18\b \x01(\x04R\vlostBatches2\x9f\x02\n" +
 	"\fQueryService\x128\n" +
 	"\x03Top\x12\x17.logtally.v1.TopRequest\x1a\x18.logtally.v1.TopResponse\x12G\n" +
 	"\bIPSeries\x12\x1c.logtally.v1.IPSeriesRequest\x1a\x1d.logtally.v1.IPSeriesResponse\x12A\n" +
