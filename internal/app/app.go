@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -206,7 +207,10 @@ func instanceID() (string, error) {
 }
 
 // ensureTopology creates streams and buckets, waiting for NATS to come up.
+// Retries wait a jittered, growing time: when every stage of a fresh
+// cluster starts at once, they must not keep proposing at the same moment.
 func ensureTopology(ctx context.Context, conn *natsconn.Conn, topo topology.Config, log hclog.Logger) (int, error) {
+	wait := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		p, err := topology.Ensure(tctx, conn.JS, topo)
@@ -218,11 +222,13 @@ func ensureTopology(ctx context.Context, conn *natsconn.Conn, topo topology.Conf
 			return 0, fmt.Errorf("set up streams and buckets: %w", err)
 		}
 		log.Warn("streams and buckets not ready; retrying", "attempt", attempt+1, "error", err)
+		jittered := wait/2 + time.Duration(mrand.Int64N(int64(wait)))
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("set up streams and buckets: %w", err)
-		case <-time.After(time.Second):
+		case <-time.After(jittered):
 		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
