@@ -118,6 +118,8 @@ func KVStream(bucket string) string { return "KV_" + bucket }
 
 // NewStore opens the store of bucket.
 func NewStore(ctx context.Context, js jetstream.JetStream, bucket string, layout Layout) (*Store, error) {
+	// A smaller inline size (tests, tiny payloads) caps the keep size.
+	layout.InlineKeep = min(layout.InlineKeep, layout.InlineBytes)
 	if err := layout.Validate(); err != nil {
 		return nil, fmt.Errorf("window layout of %s: %w", bucket, err)
 	}

@@ -112,7 +112,6 @@ func (s *Service) Start(ctx context.Context) error {
 		layout := counts.DefaultLayout(maxPayload, r.Retention)
 		layout.ChunkBytes = min(layout.ChunkBytes, s.cfg.ChunkBytes)
 		layout.InlineBytes = min(layout.InlineBytes, layout.ChunkBytes/4)
-		layout.InlineKeep = min(layout.InlineKeep, layout.InlineBytes)
 		st, err := counts.NewStore(ctx, s.js, r.Bucket(), layout)
 		if err != nil {
 			return err
