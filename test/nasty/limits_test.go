@@ -199,7 +199,7 @@ func TestLimitDefaults(t *testing.T) {
 		{"-ingest.max-connections", fmt.Sprint(ic.MaxConnections), ic.MaxConnections >= 64 && ic.MaxConnections <= 65536},
 		{"-ingest.max-line-bytes", "64 KiB", ic.MaxLineBytes == 64<<10},
 		{"-ingest.http.max-body-bytes", "64 MiB", ic.HTTPMaxBodyBytes == 64<<20},
-		{"-ingest.batch.max-bytes", "256 KiB", ic.BatchMaxBytes == 256<<10},
+		{"-ingest.batch.max-bytes", "960 KiB", ic.BatchMaxBytes == 960<<10},
 		{"-ingest.http.timeout", ic.HTTPTimeout.String(), ic.HTTPTimeout > 0 && ic.HTTPTimeout <= time.Minute},
 		{"-query.max-n", fmt.Sprint(qc.MaxN), qc.MaxN >= 10 && qc.MaxN <= 100000},
 		{"-query.max-range", "400d", qc.MaxRange == 400*24*time.Hour},
