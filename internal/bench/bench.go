@@ -61,6 +61,7 @@ type Result struct {
 	CPUCores          float64            `json:"cpu_cores_used"`
 	CPUByStage        []StageCPU         `json:"cpu_by_stage"`
 	PeakRSSMiB        float64            `json:"peak_rss_mib"`
+	ChildRSSMiB       []float64          `json:"aggregator_process_peak_rss_mib,omitempty"`
 	BaselineLinesPerS float64            `json:"baseline_parse_count_lines_per_second"`
 	Ratio             float64            `json:"ratio_to_baseline"`
 	Exact             bool               `json:"exact"`
@@ -375,6 +376,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	res.Top5mP50Ms, res.Top5mP99Ms = percentiles(top5)
 	res.PeakRSSMiB = peakRSS()
+	for _, c := range children {
+		res.ChildRSSMiB = append(res.ChildRSSMiB, c.peakRSSMiB())
+	}
 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -401,6 +405,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
 	for _, st := range res.CPUByStage {
 		fmt.Fprintf(stdout, "    %-24s %6.1f s  %4.1f%%\n", st.Stage, st.Seconds, 100*st.Share)
+	}
+	for i, m := range res.ChildRSSMiB {
+		fmt.Fprintf(stdout, "  aggregator-%d process     peak RSS %.0f MiB\n", i+1, m)
 	}
 	if !res.Exact {
 		return fmt.Errorf("bench: counted %d requests for %d lines, %d distinct IPs (want %d)", tot.Requests, *lines, tot.DistinctIPs, wantDistinct)
@@ -586,8 +593,10 @@ func cpuTime() time.Duration {
 }
 
 // peakRSS reads VmHWM, the process's peak resident set, in MiB.
-func peakRSS() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func peakRSS() float64 { return vmHWM("/proc/self/status") }
+
+func vmHWM(path string) float64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -123,6 +123,11 @@ func (c *child) families() map[string]*dto.MetricFamily {
 	return mfs
 }
 
+// peakRSSMiB is the child's peak resident set (VmHWM), in MiB.
+func (c *child) peakRSSMiB() float64 {
+	return vmHWM(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+}
+
 // metric sums every series of a metric on the child's /metrics.
 func (c *child) metric(name string) float64 {
 	mf, ok := c.families()[name]
