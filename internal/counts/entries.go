@@ -277,8 +277,3 @@ func MergeSorted(dst, a, b []Entry) []Entry {
 	dst = append(dst, a[i:]...)
 	return append(dst, b[j:]...)
 }
-
-// Search returns the index of addr in sorted entries and whether it is there.
-func Search(es []Entry, addr *[AddrLen]byte) (int, bool) {
-	return slices.BinarySearchFunc(es, addr, func(e Entry, t *[AddrLen]byte) int { return CompareAddr(&e.Addr, t) })
-}

@@ -52,16 +52,6 @@ func (r *Run) ChunkFor(addr *[AddrLen]byte) int {
 	return max(lo-1, 0)
 }
 
-// Distinct is an upper bound of the window's distinct IPs: exact when the
-// window has one run or only inline entries.
-func (m *Manifest) Distinct() uint64 {
-	n := uint64(len(m.Inline))
-	for _, r := range m.Runs {
-		n += r.Entries
-	}
-	return n
-}
-
 // ChunkKey is the key of one chunk of window key: "<start>.<p>.<slot>".
 func ChunkKey(windowKey string, slot uint32) string {
 	return windowKey + "." + strconv.FormatUint(uint64(slot), 10)
