@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -30,8 +31,11 @@ type batch struct {
 	size  int
 	peer  string
 	mixed bool
-	first time.Time
-	timer *time.Timer
+	// abandoned: a publish of enc was given up on with its ack pending;
+	// the client may still send it, so the buffer is left to the GC.
+	abandoned bool
+	first     time.Time
+	timer     *time.Timer
 }
 
 func newBatch(pool *buffers, first time.Time) *batch {
@@ -40,7 +44,7 @@ func newBatch(pool *buffers, first time.Time) *batch {
 
 // release returns the batch's buffer once nothing refers to its encoding.
 func (b *batch) release() {
-	if b.enc != nil {
+	if b.enc != nil && !b.abandoned {
 		b.pool.put(b.enc)
 		b.enc = nil
 	}
@@ -357,8 +361,10 @@ func (bt *batcher) publish(b *batch) {
 		bt.s.pending.Done()
 	}()
 	data := b.encode(bt.source, bt.format)
-	if _, err := bt.s.publishData(bt.s.giveUp, "", bt.source, bt.source, bt.subject, data, b.count()); err != nil {
+	_, err := bt.s.publishData(bt.s.giveUp, "", bt.source, bt.source, bt.subject, data, b.count())
+	if err != nil {
 		bt.s.lose(b.count())
 	}
+	b.abandoned = errors.Is(err, errPublishInFlight)
 	b.release()
 }

@@ -20,4 +20,9 @@ var (
 	// ErrPayloadTooSmall is returned by Start when a batch cannot fit into
 	// the server's max_payload.
 	ErrPayloadTooSmall = errors.New("nats max_payload is smaller than a batch")
+
+	// errPublishInFlight means a publish was given up on (its context
+	// ended) while its acknowledgement was still pending: the client may
+	// still send its bytes, so their buffer is not reused.
+	errPublishInFlight = errors.New("publish still in flight")
 )

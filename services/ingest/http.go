@@ -205,6 +205,9 @@ func (s *Service) publishRequest(ctx context.Context, key, source string, batche
 		go func(b encodedBatch) {
 			defer func() { <-s.httpSem; wg.Done() }()
 			dup, err := s.publishData(ctx, id, source, SourceHTTP, subject, b.data, b.entries)
+			if errors.Is(err, errPublishInFlight) {
+				b.b.abandoned = true
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

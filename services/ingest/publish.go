@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -39,7 +40,14 @@ func (s *Service) nextMsgID(source string) string {
 // lost, or, for an HTTP Idempotency-Key, by an earlier request).
 func (s *Service) publishData(ctx context.Context, id, source, label, subject string, data []byte, entries int) (dup bool, err error) {
 	data, compressed, release := s.compress(data)
-	defer release()
+	defer func() {
+		// A publish given up on while its ack was pending may still be sent
+		// again by the client (it retries "no responders" by itself): its
+		// buffer must not be reused for another batch.
+		if !errors.Is(err, errPublishInFlight) {
+			release()
+		}
+	}()
 	if id == "" {
 		id = s.nextMsgID(source)
 	}
@@ -74,6 +82,9 @@ func (s *Service) publishData(ctx context.Context, id, source, label, subject st
 				s.log.Info("publishing to jetstream recovered", "batch", id, "attempts", attempt+1)
 			}
 			return dup, nil
+		}
+		if errors.Is(err, errPublishInFlight) {
+			return false, err
 		}
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
@@ -111,7 +122,7 @@ func (s *Service) publishOnce(ctx context.Context, subject, id string, data []by
 	case err := <-paf.Err():
 		return false, fmt.Errorf("publish batch %s: %w", id, err)
 	case <-ctx.Done():
-		return false, fmt.Errorf("publish batch %s: %w", id, context.Cause(ctx))
+		return false, fmt.Errorf("publish batch %s: %w: %w", id, errPublishInFlight, context.Cause(ctx))
 	}
 }
 
