@@ -105,6 +105,7 @@ func (l Layout) Validate() error {
 type Store struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	kv     jetstream.KeyValue
 	bucket string
 	layout Layout
 	now    func() time.Time
@@ -127,7 +128,11 @@ func NewStore(ctx context.Context, js jetstream.JetStream, bucket string, layout
 	if err != nil {
 		return nil, fmt.Errorf("open stream of bucket %s: %w", bucket, err)
 	}
-	return &Store{js: js, stream: st, bucket: bucket, layout: layout, now: time.Now, batches: make(chan struct{}, 8)}, nil
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+	}
+	return &Store{js: js, stream: st, kv: kv, bucket: bucket, layout: layout, now: time.Now, batches: make(chan struct{}, 8)}, nil
 }
 
 // Bucket is the bucket's name.
@@ -161,9 +166,17 @@ func (s *Store) Load(ctx context.Context, key string) (*Manifest, uint64, error)
 	return m, msg.Sequence, nil
 }
 
-// ReadChunk reads chunk slot of a run of window key (from the stream
-// leader) and checks that it is the run's.
+// ReadChunk reads chunk slot of a run of window key and checks that it is
+// the run's. A direct get first (served by any replica, outside the
+// stream's API queue, which a merge would otherwise flood with one request
+// per chunk); a chunk never changes within its generation, so only a
+// lagging replica can answer wrong, and then the leader is asked.
 func (s *Store) ReadChunk(ctx context.Context, key string, slot uint32, generation uint64) (*Chunk, error) {
+	if e, err := s.kv.Get(ctx, ChunkKey(key, slot)); err == nil {
+		if c, err := checkChunk(e.Value(), s.bucket, ChunkKey(key, slot), generation); err == nil {
+			return c, nil
+		}
+	}
 	msg, err := s.stream.GetLastMsgForSubject(ctx, s.subject(ChunkKey(key, slot)))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("%w: chunk %s/%s is gone", ErrChanged, s.bucket, ChunkKey(key, slot))

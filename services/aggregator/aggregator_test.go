@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -55,6 +56,9 @@ func startInstance(t *testing.T, url string, id string, topo topology.Config) *i
 func startInstanceWith(t *testing.T, url string, id string, topo topology.Config, set func(*Service)) *instance {
 	t.Helper()
 	log := hclog.NewNullLogger()
+	if os.Getenv("LOGTALLY_TEST_LOG") != "" {
+		log = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Debug})
+	}
 	conn, err := natsconn.Connect(natsconn.Config{URL: url, Replicas: topo.Replicas, Name: id}, nil, log)
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +330,12 @@ func genEvents(rng *rand.Rand, n int, base time.Time, span time.Duration, ips in
 
 func waitExact(t *testing.T, js jetstream.JetStream, res []topology.Resolution, want reference, wantDead uint64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	waitExactWithin(t, js, res, want, wantDead, 60*time.Second)
+}
+
+func waitExactWithin(t *testing.T, js jetstream.JetStream, res []topology.Resolution, want reference, wantDead uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
 		got, dead, late := stored(t, js, res)

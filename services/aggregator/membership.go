@@ -91,7 +91,10 @@ func (s *Service) tick() error {
 	s.mu.Unlock()
 
 	for _, p := range drop {
-		s.release(ctx, p)
+		// The final flush of a partition can take long (merging big
+		// windows): done in the background, so that heartbeats and
+		// lease renewals go on meanwhile.
+		s.releaseAsync(p)
 	}
 	for _, p := range renew {
 		s.mu.Lock()
@@ -115,8 +118,9 @@ func (s *Service) tick() error {
 		}
 		s.mu.Lock()
 		_, have := s.owned[p]
+		_, leaving := s.releasing[p]
 		s.mu.Unlock()
-		if have {
+		if have || leaving {
 			continue
 		}
 		l, held := leases[p]

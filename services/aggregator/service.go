@@ -63,6 +63,8 @@ type Service struct {
 
 	mu        sync.Mutex
 	owned     map[int]*runner
+	releasing map[int]struct{} // final flush under way (releaseAsync)
+	releases  sync.WaitGroup
 	lastOwned int // for logging changes only; used by the membership loop
 }
 
@@ -91,14 +93,15 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		return nil, errors.New("aggregator: instance id is empty")
 	}
 	return &Service{
-		cfg:   cfg,
-		deps:  deps,
-		log:   deps.Log.Named("aggregator"),
-		js:    deps.NATS.JS,
-		id:    deps.InstanceID,
-		m:     newMetrics(deps.Registerer),
-		res:   deps.Topology.Resolutions,
-		owned: map[int]*runner{},
+		cfg:       cfg,
+		deps:      deps,
+		log:       deps.Log.Named("aggregator"),
+		js:        deps.NATS.JS,
+		id:        deps.InstanceID,
+		m:         newMetrics(deps.Registerer),
+		res:       deps.Topology.Resolutions,
+		owned:     map[int]*runner{},
+		releasing: map[int]struct{}{},
 	}, nil
 }
 
@@ -207,6 +210,12 @@ func (s *Service) Stop(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	released := make(chan struct{})
+	go func() { s.releases.Wait(); close(released) }()
+	select {
+	case <-released:
+	case <-ctx.Done():
+	}
 	if err := s.members.Delete(ctx, memberKey(s.id)); err != nil {
 		s.log.Warn("leave membership", "error", err)
 	}
@@ -226,6 +235,7 @@ func (s *Service) Kill() {
 	}
 	s.cancel()
 	<-s.loopDone
+	s.releases.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p, r := range s.owned {
@@ -275,6 +285,28 @@ func (s *Service) claim(p int, rev uint64) {
 		pt.run(ctx, r.release)
 	}()
 	s.log.Debug("partition claimed", "partition", p)
+}
+
+// releaseAsync releases p in the background; p is not claimed again
+// until it is done.
+func (s *Service) releaseAsync(p int) {
+	s.mu.Lock()
+	if _, ok := s.owned[p]; !ok {
+		s.mu.Unlock()
+		return
+	}
+	s.releasing[p] = struct{}{}
+	s.mu.Unlock()
+	s.releases.Add(1)
+	go func() {
+		defer s.releases.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		defer cancel()
+		s.release(ctx, p)
+		s.mu.Lock()
+		delete(s.releasing, p)
+		s.mu.Unlock()
+	}()
 }
 
 // release flushes partition p, then frees its lease for the next owner.
