@@ -429,17 +429,18 @@ func metricSum(a *app.App, name string) float64 {
 	}
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
+		if mf.GetName() == name {
+			sum += familySum(mf)
 		}
-		for _, m := range mf.GetMetric() {
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
+	}
+	return sum
+}
+
+// familySum adds up the counters and gauges of a metric family.
+func familySum(mf *dto.MetricFamily) float64 {
+	var sum float64
+	for _, m := range mf.GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
 	return sum
 }

@@ -134,16 +134,7 @@ func (c *child) metric(name string) float64 {
 	if !ok {
 		return 0
 	}
-	var sum float64
-	for _, m := range mf.GetMetric() {
-		switch {
-		case m.GetCounter() != nil:
-			sum += m.GetCounter().GetValue()
-		case m.GetGauge() != nil:
-			sum += m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return familySum(mf)
 }
 
 // stop ends the child gracefully (SIGTERM), then for good.

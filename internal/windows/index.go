@@ -235,30 +235,33 @@ func (x *index) run(ctx context.Context) {
 	}
 }
 
+// stopWatch ends a KV watch in the background: unsubscribing can wait for a
+// request timeout while NATS is down, and must not hold up Stop. Draining
+// lets a callback blocked on the full channel finish, so the watcher's
+// close handler runs.
+func stopWatch(w jetstream.KeyWatcher) {
+	go func() {
+		_ = w.Stop()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case _, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+			case <-timeout:
+				return
+			}
+		}
+	}()
+}
+
 func (x *index) watchOnce(ctx context.Context) error {
 	w, err := x.kv.Watch(ctx, manifestKeys, jetstream.MetaOnly())
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Unsubscribing can wait for a request timeout while NATS is
-		// down; do it in the background. Draining lets a callback blocked
-		// on the full channel finish, so the watcher's close handler runs.
-		go func() {
-			_ = w.Stop()
-			timeout := time.After(30 * time.Second)
-			for {
-				select {
-				case _, ok := <-w.Updates():
-					if !ok {
-						return
-					}
-				case <-timeout:
-					return
-				}
-			}
-		}()
-	}()
+	defer stopWatch(w)
 	fresh := map[int64][]uint64{}
 	freshKeys := 0
 	replaying := true

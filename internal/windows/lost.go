@@ -55,24 +55,7 @@ func (l *lostBatches) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Unsubscribing waits for a request timeout while NATS is down:
-		// never hold up Stop for it (the index does the same).
-		go func() {
-			_ = w.Stop()
-			timeout := time.After(30 * time.Second)
-			for {
-				select {
-				case _, ok := <-w.Updates():
-					if !ok {
-						return
-					}
-				case <-timeout:
-					return
-				}
-			}
-		}()
-	}()
+	defer stopWatch(w)
 	for {
 		select {
 		case <-ctx.Done():

@@ -43,35 +43,11 @@ func fold(es []counts.Entry) []counts.Entry {
 				next = append(next, len(dst))
 				break
 			}
-			dst = mergeInto(dst, src[start:bounds[i]], src[bounds[i]:bounds[i+1]])
+			dst = counts.MergeSorted(dst, src[start:bounds[i]], src[bounds[i]:bounds[i+1]])
 			next = append(next, len(dst))
 			start = bounds[i+1]
 		}
 		src, dst, bounds = dst, src, next
 	}
 	return src
-}
-
-// mergeInto appends the merge of two sorted runs to dst, folding equal
-// addresses.
-func mergeInto(dst, a, b []counts.Entry) []counts.Entry {
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		switch c := counts.CompareAddr(&a[i].Addr, &b[j].Addr); {
-		case c < 0:
-			dst = append(dst, a[i])
-			i++
-		case c > 0:
-			dst = append(dst, b[j])
-			j++
-		default:
-			e := a[i]
-			e.Add(b[j].Counters)
-			dst = append(dst, e)
-			i++
-			j++
-		}
-	}
-	dst = append(dst, a[i:]...)
-	return append(dst, b[j:]...)
 }
