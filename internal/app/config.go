@@ -162,9 +162,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Runs(TargetAggregator) {
 		errs = append(errs, c.Aggregator.Validate())
-		if c.Aggregator.AllowedLateness > c.Retention1m {
-			errs = append(errs, fmt.Errorf("aggregator.allowed-lateness (%s) must not exceed retention.1m (%s)", c.Aggregator.AllowedLateness, c.Retention1m))
-		}
 	}
 	if c.Runs(TargetQuery) {
 		errs = append(errs, c.Query.Validate())

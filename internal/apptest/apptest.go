@@ -15,14 +15,16 @@ import (
 )
 
 // Config builds a configuration the way the binary does, from flags: every
-// listener on a free loopback port, short flush and heartbeat intervals,
-// then args (later flags win). The environment is not read.
+// listener on a free loopback port, the embedded server's data in a
+// directory of the test's own, short flush and heartbeat intervals, then
+// args (later flags win). The environment is not read.
 func Config(t testing.TB, args ...string) app.Config {
 	t.Helper()
 	var cfg app.Config
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	base := []string{
+		"-data.dir=" + t.TempDir(),
 		"-http.addr=127.0.0.1:0", "-grpc.addr=127.0.0.1:0",
 		"-ingest.tcp.addr=127.0.0.1:0", "-ingest.syslog.addr=127.0.0.1:0",
 		"-aggregator.flush-interval=200ms", "-aggregator.heartbeat=200ms",

@@ -25,8 +25,6 @@ const (
 	ParsedPrefix = "logs.parsed."
 	DeadStream   = "LOGTALLY_DEAD"
 	DeadPrefix   = "logs.dead."
-	LateStream   = "LOGTALLY_LATE"
-	LatePrefix   = "logs.late."
 
 	// ParserConsumer is the shared durable consumer that parser replicas split.
 	ParserConsumer = "parser"
@@ -112,9 +110,6 @@ func limit(n int64) int64 {
 // ParsedSubject is the subject of partition p.
 func ParsedSubject(p int) string { return ParsedPrefix + strconv.Itoa(p) }
 
-// LateSubject is the subject for late records of partition p.
-func LateSubject(p int) string { return LatePrefix + strconv.Itoa(p) }
-
 // Streams returns the configurations of every stream except the KV
 // buckets', for partitions P.
 func (cfg Config) Streams(partitions int) []jetstream.StreamConfig {
@@ -146,16 +141,6 @@ func (cfg Config) Streams(partitions int) []jetstream.StreamConfig {
 			Name:        DeadStream,
 			Description: "rejected lines with the reason",
 			Subjects:    []string{DeadPrefix + ">"},
-			MaxAge:      cfg.DeadMaxAge,
-			MaxBytes:    cfg.DeadMaxBytes,
-			Discard:     jetstream.DiscardOld,
-			Duplicates:  cfg.DuplicateWindow,
-			Replicas:    cfg.Replicas,
-		},
-		{
-			Name:        LateStream,
-			Description: "records older than the retained windows",
-			Subjects:    []string{LatePrefix + ">"},
 			MaxAge:      cfg.DeadMaxAge,
 			MaxBytes:    cfg.DeadMaxBytes,
 			Discard:     jetstream.DiscardOld,

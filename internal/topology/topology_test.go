@@ -26,7 +26,7 @@ func TestEnsureIsIdempotentAndKeepsPartitions(t *testing.T) {
 	if p, err = Ensure(ctx, js, cfg); err != nil || p != 8 {
 		t.Fatalf("second Ensure: %d %v, want the stored 8", p, err)
 	}
-	for _, name := range []string{RawStream, ParsedStream, DeadStream, LateStream} {
+	for _, name := range []string{RawStream, ParsedStream, DeadStream} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			t.Errorf("stream %s: %v", name, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
@@ -37,7 +38,7 @@ func testTopology() topology.Config {
 
 func testConfig() Config {
 	return Config{
-		FlushInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond, AllowedLateness: 48 * time.Hour,
+		FlushInterval: 100 * time.Millisecond, Heartbeat: 200 * time.Millisecond,
 		PurgeEvery: 3, MaxOpenWindows: 64, MaxPendingEntries: 1 << 16, ChunkBytes: 256 << 10, GapCheckInterval: 200 * time.Millisecond,
 	}
 }
@@ -472,50 +473,47 @@ func TestBalancedOwnership(t *testing.T) {
 	}
 }
 
-func TestLateRecords(t *testing.T) {
+// Records are never refused for their age: logs of different eras, in
+// either order, a far-future record before an old one, and timestamps
+// spread over twenty years (more windows than a partition may keep open)
+// all count exactly in their own windows, with nothing late.
+func TestAnyOrderAcrossEras(t *testing.T) {
 	srv := natstest.RunBasicJetStreamServer(t)
 	topo := testTopology()
 	js := setup(t, srv, topo)
-	startInstance(t, srv.ClientURL(), "l1", topo)
+	inst := startInstance(t, srv.ClientURL(), "l1", topo)
 
-	// Last year's log replayed counts normally: lateness is event time.
-	old := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	a := netip.MustParseAddr("203.0.113.7")
-	one := counts.Counters{Requests: 1}
-	events := []event{{a, old.UnixMilli(), one}, {a, old.Add(time.Minute).UnixMilli(), one}}
-	// Then a record far ahead moves the watermark; an old one after it is late.
-	b := netip.MustParseAddr("198.51.100.4")
-	pub := &publisher{js: js, n: topo.Partitions}
-	pub.publish(t, events, 0)
-	pub.publish(t, []event{{a, old.Add(72 * time.Hour).UnixMilli(), one}}, 0)
-	pub.publish(t, []event{{a, old.Add(2 * time.Minute).UnixMilli(), one}, {b, old.Add(72 * time.Hour).UnixMilli(), one}}, 0)
-
+	rng := rand.New(rand.NewPCG(7, 9))
+	live := genEvents(rng, 2000, time.Now().Add(-10*time.Minute), 10*time.Minute, 300)
+	y2015 := genEvents(rng, 2000, time.Date(2015, 5, 17, 10, 0, 0, 0, time.UTC), 72*time.Hour, 300)
+	y2025 := genEvents(rng, 2000, time.Date(2025, 3, 27, 0, 0, 0, 0, time.UTC), 24*24*time.Hour, 100)
+	// One record per random minute over 20 years: each its own 1m window.
+	var scattered []event
+	from := time.Date(2006, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range 3000 {
+		ms := from.Add(time.Duration(rng.Int64N(int64(20 * 365 * 24 * time.Hour)))).UnixMilli()
+		scattered = append(scattered, event{addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(rng.IntN(256))}), ms: ms, c: counts.Counters{Requests: 1}})
+	}
 	ref := reference{}
-	for _, e := range append(events, event{a, old.Add(72 * time.Hour).UnixMilli(), one}, event{b, old.Add(72 * time.Hour).UnixMilli(), one}) {
-		ref.add(topo.Resolutions, e)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, _, late := stored(t, js, topo.Resolutions)
-		d := diff(ref, got)
-		if d == "" && late == 1 {
-			break
+	pub := &publisher{js: js, n: topo.Partitions}
+	for _, evs := range [][]event{y2025, live, y2015, scattered, y2025[:500], live[:700]} {
+		pub.publish(t, evs, 0)
+		for _, e := range evs {
+			ref.add(topo.Resolutions, e)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("late handling: diff %s late %d", d, late)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	ls, err := js.Stream(context.Background(), topology.LateStream)
-	if err != nil {
-		t.Fatal(err)
+	waitExactWithin(t, js, topo.Resolutions, ref, 0, time.Minute)
+	if _, _, late := stored(t, js, topo.Resolutions); late != 0 {
+		t.Fatalf("late = %d, want 0", late)
 	}
-	info, err := ls.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	// The scattered minutes made partitions flush early and evict: what
+	// stays open is bounded by the flag, per partition.
+	if got := testutil.ToFloat64(inst.svc.m.earlyFlushes); got == 0 {
+		t.Fatal("no early flush although batches touched more windows than max-open-windows")
 	}
-	if info.State.Msgs != 1 {
-		t.Fatalf("late stream has %d messages, want 1", info.State.Msgs)
+	max := float64(testConfig().MaxOpenWindows * topo.Partitions)
+	if got := testutil.ToFloat64(inst.svc.m.openWindows); got > max {
+		t.Fatalf("%v windows open, want at most %v", got, max)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 type Config struct {
 	FlushInterval     time.Duration `yaml:"flush_interval"`
 	Heartbeat         time.Duration `yaml:"heartbeat"`
-	AllowedLateness   time.Duration `yaml:"allowed_lateness"`
 	PurgeEvery        int           `yaml:"purge_every"`
 	MaxOpenWindows    int           `yaml:"max_open_windows"`
 	MaxPendingEntries int           `yaml:"max_pending_entries"`
@@ -23,9 +22,8 @@ type Config struct {
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.FlushInterval, "aggregator.flush-interval", 500*time.Millisecond, "how often in-memory counts are written to the KV buckets (and the checkpoint advanced)")
 	f.DurationVar(&c.Heartbeat, "aggregator.heartbeat", time.Second, "membership heartbeat and rebalance interval; must be well under the member TTL")
-	f.DurationVar(&c.AllowedLateness, "aggregator.allowed-lateness", 48*time.Hour, "records older than the partition's event-time watermark minus this go to the late subject; at most the shortest window retention")
 	f.IntVar(&c.PurgeEvery, "aggregator.purge-every", 10, "purge a partition's parsed messages up to its checkpoint every N flushes (0 keeps them until the stream's max age)")
-	f.IntVar(&c.MaxOpenWindows, "aggregator.max-open-windows", 1024, "windows a partition keeps open in memory (their manifests, never their runs); past it the least recently used clean ones are evicted")
+	f.IntVar(&c.MaxOpenWindows, "aggregator.max-open-windows", 1024, "windows a partition keeps open in memory (their manifests, never their runs); past it the partition flushes and the least recently used clean ones are evicted")
 	f.IntVar(&c.MaxPendingEntries, "aggregator.max-pending-entries", 128<<10, "uncommitted (window, IP) entries a partition holds before it flushes early, bounding memory under bursts")
 	f.IntVar(&c.ChunkBytes, "aggregator.chunk-bytes", 256<<10, "target size of a window chunk value (at most 256 KiB; capped to half the server's max_payload)")
 	f.DurationVar(&c.GapCheckInterval, "aggregator.gap-check-interval", 5*time.Second, "how often the raw and parsed streams are sampled to find raw batches that were lost before they were counted")
@@ -39,9 +37,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat <= 0 {
 		errs = append(errs, fmt.Errorf("aggregator.heartbeat must be positive, got %s", c.Heartbeat))
-	}
-	if c.AllowedLateness <= 0 {
-		errs = append(errs, fmt.Errorf("aggregator.allowed-lateness must be positive, got %s", c.AllowedLateness))
 	}
 	if c.PurgeEvery < 0 {
 		errs = append(errs, fmt.Errorf("aggregator.purge-every must not be negative, got %d", c.PurgeEvery))

@@ -11,9 +11,6 @@ var (
 	// ErrBadCheckpoint means a checkpoint could not be decoded.
 	ErrBadCheckpoint = errors.New("bad checkpoint")
 
-	// errLateRecords means late records could not be published; the
-	// session restarts so that they are published again.
-	errLateRecords = errors.New("publish late records")
 	// errInjectedCrash is returned by test hooks to end a partition session
 	// as a crash would: its memory is dropped, it restarts from the
 	// checkpoint.

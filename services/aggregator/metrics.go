@@ -12,7 +12,6 @@ type metrics struct {
 	duplicates     prometheus.Counter
 	dupBatches     prometheus.Counter
 	lostBatches    prometheus.Counter
-	late           prometheus.Counter
 	badBatches     prometheus.Counter
 	windowWrites   *prometheus.CounterVec
 	kvBytes        *prometheus.CounterVec
@@ -41,7 +40,6 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		duplicates:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_duplicate_messages_total", Help: "Messages delivered again at or below the applied position."}),
 		dupBatches:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_duplicate_batches_total", Help: "Record batches of a raw batch already applied (republished after the duplicate window), skipped."}),
 		lostBatches:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_lost_batches_total", Help: "Record batches found missing: their raw batch left the streams (retention, limits) before this partition counted it."}),
-		late:           f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_late_records_total", Help: "Requests older than the watermark minus the allowed lateness, sent to the late subject."}),
 		badBatches:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_bad_batches_total", Help: "Record batches that could not be decoded and were skipped."}),
 		windowWrites:   f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_aggregator_window_writes_total", Help: "Window commits by kind: inline (the manifest alone), spill (a new run), merge (two runs merged), full (a new base)."}, []string{"kind"}),
 		kvBytes:        f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_aggregator_kv_bytes_written_total", Help: "Bytes of values written to KV, by kind: manifest, chunk (runs and heads), checkpoint."}, []string{"kind"}),

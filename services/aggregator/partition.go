@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,9 +38,8 @@ type window struct {
 	// the hot path; the flush sorts and folds them.
 	pending []counts.Entry
 	dead    uint64
-	late    uint64
 	dirty   bool
-	used    uint64 // position when last touched: eviction is oldest first
+	used    int // flush generation when last touched: eviction is oldest first
 }
 
 func (w *window) lastSeq() uint64 {
@@ -56,7 +57,7 @@ type partition struct {
 
 	pos     uint64 // stream sequence of the last applied message
 	cpSeq   uint64 // sequence of the last checkpoint written or read
-	wm      int64  // event-time watermark, unix ms
+	wm      int64  // largest event time applied, unix ms (progress, not a cut-off)
 	cpRev   uint64 // revision of the checkpoint key
 	raw     rawSet // raw batches applied
 	lost    uint64 // raw batches declared lost
@@ -68,7 +69,6 @@ type partition struct {
 	last     []*window // per resolution: the window of the previous group
 	lastKey  []windowKey
 	pendingN int // entries pending in all windows
-	late     []jetstream.PubAckFuture
 	flushes  int
 	failures int // consecutive failed flushes
 	scratch  batch
@@ -122,7 +122,6 @@ func (pt *partition) session(ctx context.Context, release <-chan struct{}) error
 	pt.windows, pt.pendingN = map[windowKey]*window{}, 0
 	pt.last = make([]*window, len(pt.s.res))
 	pt.lastKey = make([]windowKey, len(pt.s.res))
-	pt.late = nil
 	pt.sample = nil
 	if err := pt.loadCheckpoint(ctx); err != nil {
 		return err
@@ -178,9 +177,10 @@ func (pt *partition) session(ctx context.Context, release <-chan struct{}) error
 			if err := pt.apply(ctx, m); err != nil {
 				return err
 			}
-			if pt.pendingN > pt.s.cfg.MaxPendingEntries {
-				// A burst over many windows (or many IPs): write it out now
-				// rather than hold it until the tick.
+			if pt.pendingN > pt.s.cfg.MaxPendingEntries || len(pt.windows) > pt.s.cfg.MaxOpenWindows {
+				// A burst over many IPs or many windows (a sparse historical
+				// log, adversarial timestamps): write it out now rather than
+				// hold it until the tick; the flush then evicts what is clean.
 				pt.s.m.earlyFlushes.Inc()
 				if err := pt.flushOrRetry(ctx); err != nil {
 					return err
@@ -245,12 +245,10 @@ func (pt *partition) finalFlush(ctx context.Context) error {
 }
 
 // retryable tells whether a failed flush may be tried again with the same
-// in-memory state: not after losing a compare-and-swap, not for a window
-// that cannot be written at all, and not after late records could not be
-// published (their futures are spent; a restart publishes them again under
-// the same message IDs).
+// in-memory state: not after losing a compare-and-swap and not for a window
+// that cannot be written at all.
 func retryable(err error) bool {
-	return !errors.Is(err, ErrFenced) && !errors.Is(err, errLateRecords) && !errors.Is(err, errInjectedCrash) &&
+	return !errors.Is(err, ErrFenced) && !errors.Is(err, errInjectedCrash) &&
 		!errors.Is(err, counts.ErrTooLarge) && !errors.Is(err, context.Canceled)
 }
 
@@ -331,25 +329,25 @@ func (pt *partition) apply(ctx context.Context, m jetstream.Msg) error {
 	return nil
 }
 
+// applyGroups adds the groups of message seq to their windows. No record
+// is refused for its age: each window keeps the sequence of the last
+// message it holds, which makes a replay exact in any order, so a
+// historical log or a backlog counts in its own windows whatever else the
+// partition has seen (docs/design.md, event time).
 func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) error {
-	lateness := pt.s.cfg.AllowedLateness.Milliseconds()
-	var late []int // groups
-	var lateRequests uint64
+	if err := pt.prefetch(ctx, b); err != nil {
+		return err
+	}
 	var applied, skipped, requests uint64
 	for i := range b.groups() {
 		t := b.minutes[i] * 60_000
 		c := b.counters[i]
-		if pt.wm != 0 && t < pt.wm-lateness {
-			late = append(late, i)
-			lateRequests += c.Requests
-			continue
-		}
 		if t > pt.wm {
 			pt.wm = t
 		}
 		addr := b.addr(i)
 		for r := range pt.s.res {
-			w, err := pt.windowFor(ctx, r, t, seq)
+			w, err := pt.windowFor(ctx, r, t)
 			if err != nil {
 				return err
 			}
@@ -368,24 +366,9 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 			}
 		}
 	}
-	if len(late) > 0 {
-		for r := range pt.s.res {
-			w, err := pt.windowFor(ctx, r, pt.wm, seq)
-			if err != nil {
-				return err
-			}
-			if seq > w.lastSeq() {
-				w.late += lateRequests
-				w.dirty = true
-			}
-		}
-		if err := pt.publishLate(seq, b, late); err != nil {
-			return err
-		}
-	}
 	if b.deadLetters > 0 {
 		for r := range pt.s.res {
-			w, err := pt.windowFor(ctx, r, b.receivedMS, seq)
+			w, err := pt.windowFor(ctx, r, b.receivedMS)
 			if err != nil {
 				return err
 			}
@@ -399,7 +382,68 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 	pt.s.m.increments.Add(float64(applied))
 	pt.s.m.records.Add(float64(requests))
 	pt.s.m.skipped.Add(float64(skipped))
-	pt.s.m.late.Add(float64(lateRequests))
+	return nil
+}
+
+// prefetchParallel is how many manifests prefetch reads at once.
+const prefetchParallel = 32
+
+// prefetch opens the windows of b that are not open yet, reading their
+// manifests concurrently. A batch of a sparse historical log, or of
+// timestamps spread over years, touches many windows; reading them one at
+// a time would bound the partition by the KV round trip.
+func (pt *partition) prefetch(ctx context.Context, b *batch) error {
+	var need []windowKey
+	lastMinute := int64(math.MinInt64)
+	prev := make([]windowKey, len(pt.s.res))
+	for r := range prev {
+		prev[r].start = math.MinInt64
+	}
+	for i := range b.groups() {
+		if b.minutes[i] == lastMinute {
+			continue
+		}
+		lastMinute = b.minutes[i]
+		for r := range pt.s.res {
+			// Groups are sorted by minute, so each resolution's keys come
+			// in order and a repeat is the previous one.
+			k := pt.keyOf(r, lastMinute*60_000)
+			if k == prev[r] {
+				continue
+			}
+			prev[r] = k
+			if _, ok := pt.windows[k]; !ok {
+				need = append(need, k)
+			}
+		}
+	}
+	if len(need) < 2 {
+		return nil // windowFor reads it
+	}
+	opened := make([]*window, len(need))
+	errs := make([]error, len(need))
+	sem := make(chan struct{}, prefetchParallel)
+	var wg sync.WaitGroup
+	for i, k := range need {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			key := counts.Key(time.Unix(k.start, 0), pt.p)
+			m, rev, err := pt.s.stores[k.res].Load(ctx, key)
+			opened[i], errs[i] = &window{key: key, m: m, rev: rev}, err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	for i, k := range need {
+		opened[i].used = pt.flushes
+		pt.windows[k] = opened[i]
+	}
+	pt.s.m.openWindows.Add(float64(len(need)))
 	return nil
 }
 
@@ -439,13 +483,16 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
+func (pt *partition) keyOf(r int, tms int64) windowKey {
+	size := pt.s.res[r].Size.Milliseconds()
+	return windowKey{res: r, start: floorDiv(tms, size) * size / 1000}
+}
+
 // windowFor returns the window of resolution r holding event time tms,
 // reading its manifest from KV the first time it is needed.
-func (pt *partition) windowFor(ctx context.Context, r int, tms int64, seq uint64) (*window, error) {
-	size := pt.s.res[r].Size.Milliseconds()
-	k := windowKey{res: r, start: floorDiv(tms, size) * size / 1000}
+func (pt *partition) windowFor(ctx context.Context, r int, tms int64) (*window, error) {
+	k := pt.keyOf(r, tms)
 	if w := pt.last[r]; w != nil && pt.lastKey[r] == k {
-		w.used = seq
 		return w, nil
 	}
 	w, ok := pt.windows[k]
@@ -459,35 +506,9 @@ func (pt *partition) windowFor(ctx context.Context, r int, tms int64, seq uint64
 		pt.windows[k] = w
 		pt.s.m.openWindows.Inc()
 	}
-	w.used = seq
+	w.used = pt.flushes
 	pt.last[r], pt.lastKey[r] = w, k
 	return w, nil
-}
-
-func (pt *partition) publishLate(seq uint64, b *batch, groups []int) error {
-	out := &logtallyv1.RecordBatch{Format: 2, RawSeq: b.rawSeq}
-	for _, i := range groups {
-		a := b.addr(i)
-		c := b.counters[i]
-		out.Minutes = append(out.Minutes, b.minutes[i])
-		out.GroupAddrs = append(out.GroupAddrs, a[:]...)
-		out.Requests = append(out.Requests, c.Requests)
-		out.Status_4Xx = append(out.Status_4Xx, c.Status4xx)
-		out.Status_5Xx = append(out.Status_5Xx, c.Status5xx)
-		out.AuthFailures = append(out.AuthFailures, c.AuthFailures)
-		out.BytesSent = append(out.BytesSent, c.Bytes)
-	}
-	data, err := proto.Marshal(out)
-	if err != nil {
-		return fmt.Errorf("encode late batch: %w", err)
-	}
-	id := "late-" + strconv.Itoa(pt.p) + "-" + strconv.FormatUint(seq, 10)
-	f, err := pt.s.js.PublishAsync(topology.LateSubject(pt.p), data, jetstream.WithMsgID(id))
-	if err != nil {
-		return fmt.Errorf("publish late records of partition %d: %w", pt.p, err)
-	}
-	pt.late = append(pt.late, f)
-	return nil
 }
 
 // flush commits every dirty window, then the checkpoint. The checkpoint is
@@ -495,11 +516,6 @@ func (pt *partition) publishLate(seq uint64, b *batch, groups []int) error {
 // their own LastSeq and the rest is replayed.
 func (pt *partition) flush(ctx context.Context) error {
 	start := time.Now()
-	if err := waitAll(ctx, pt.late); err != nil {
-		return fmt.Errorf("%w of partition %d: %w", errLateRecords, pt.p, err)
-	}
-	pt.late = pt.late[:0]
-
 	keys := make([]windowKey, 0, 8)
 	for k, w := range pt.windows {
 		if w.dirty {
@@ -523,7 +539,7 @@ func (pt *partition) flush(ctx context.Context) error {
 	for _, k := range keys {
 		w := pt.windows[k]
 		// The change must not alias pending, which is reused.
-		ch := counts.Change{Entries: fold(w.pending), DeadLetters: w.dead, Late: w.late, LastSeq: pt.pos}
+		ch := counts.Change{Entries: fold(w.pending), DeadLetters: w.dead, LastSeq: pt.pos}
 		writes = append(writes, write{w: w, p: pt.s.stores[k.res].Commit(ctx, w.key, w.m, w.rev, ch)})
 	}
 	var errs []error
@@ -545,7 +561,7 @@ func (pt *partition) flush(ctx context.Context) error {
 		pt.pendingN -= len(w.pending)
 		pt.s.m.pendingEntries.Sub(float64(len(w.pending)))
 		w.pending = w.pending[:0]
-		w.dead, w.late, w.dirty = 0, 0, false
+		w.dead, w.dirty = 0, false
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -599,17 +615,19 @@ func (pt *partition) purge(ctx context.Context) {
 	}
 }
 
-// evict forgets clean windows far behind the watermark, and then the least
-// recently used clean ones while more than the configured number are open;
-// a later record for one reads its manifest again.
+// evict forgets the clean windows that no record touched in the last
+// idleFlushes flush intervals, and then the least recently used clean ones
+// while more than the configured number are open; a later record for one
+// reads its manifest again. Event time plays no part: a partition that
+// replays last year's log next to live traffic keeps both sets of windows
+// while they are in use.
 func (pt *partition) evict() {
 	var clean []windowKey
 	for k, w := range pt.windows {
 		if w.dirty {
 			continue
 		}
-		size := pt.s.res[k.res].Size.Milliseconds()
-		if k.start*1000+2*size < pt.wm {
+		if w.used+idleFlushes <= pt.flushes {
 			pt.drop(k)
 			continue
 		}
@@ -628,6 +646,9 @@ func (pt *partition) evict() {
 	}
 }
 
+// idleFlushes is how many flushes a clean window stays open untouched.
+const idleFlushes = 4
+
 func (pt *partition) drop(k windowKey) {
 	delete(pt.windows, k)
 	pt.s.m.openWindows.Dec()
@@ -640,17 +661,4 @@ func isWrongLastSeq(err error) bool {
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
-}
-
-func waitAll(ctx context.Context, fs []jetstream.PubAckFuture) error {
-	for _, f := range fs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
 }

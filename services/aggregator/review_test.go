@@ -24,10 +24,11 @@ func TestEvictionIsOldestFirst(t *testing.T) {
 	s := &Service{cfg: cfg, res: topology.DefaultResolutions(), m: newMetrics(prometheus.NewRegistry())}
 	pt := &partition{s: s, windows: map[windowKey]*window{}, last: make([]*window, 2)}
 	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	// Ten clean 1m windows of the ten minutes after the watermark (none is
-	// far behind it), touched in an order unrelated to their start.
+	// Ten clean 1m windows touched (flush generation) in an order unrelated
+	// to their start, none idle yet.
 	pt.wm = now.Add(-10 * time.Minute).UnixMilli()
-	order := []uint64{7, 2, 9, 4, 10, 1, 8, 3, 6, 5}
+	pt.flushes = 4
+	order := []int{7, 2, 9, 4, 10, 1, 8, 3, 6, 5}
 	for i, used := range order {
 		k := windowKey{res: 0, start: now.Add(-time.Duration(i) * time.Minute).Unix()}
 		pt.windows[k] = &window{used: used}
@@ -40,6 +41,13 @@ func TestEvictionIsOldestFirst(t *testing.T) {
 		if w.used <= 5 {
 			t.Fatalf("window last used at %d survived while more recent ones were evicted", w.used)
 		}
+	}
+	// Windows untouched for idleFlushes flushes leave, whatever their
+	// event time.
+	pt.flushes = 8 + idleFlushes
+	pt.evict()
+	if len(pt.windows) != 2 {
+		t.Fatalf("%d windows left after they went idle, want 2", len(pt.windows))
 	}
 }
 

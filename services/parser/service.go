@@ -38,6 +38,7 @@ type Service struct {
 	log  hclog.Logger
 	js   jetstream.JetStream
 	m    *metrics
+	lag  *lateness
 	opts format.Options
 
 	cons     jetstream.Consumer
@@ -55,12 +56,19 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	lag := newLateness()
+	if deps.Registerer != nil {
+		if err := deps.Registerer.Register(lag); err != nil {
+			return nil, fmt.Errorf("register lateness histogram: %w", err)
+		}
+	}
 	return &Service{
 		cfg:  cfg,
 		deps: deps,
 		log:  deps.Log.Named("parser"),
 		js:   deps.NATS.JS,
 		m:    newMetrics(deps.Registerer),
+		lag:  lag,
 		opts: format.Options{
 			JSONIPFields:   splitList(cfg.JSONIPFields),
 			JSONTimeFields: splitList(cfg.JSONTimeFields),
@@ -247,7 +255,8 @@ type worker struct {
 	comb   *combiner
 	dead   []deadLetter
 	futs   []jetstream.PubAckFuture
-	plain  []byte // decompressed raw batch; lines alias it during handle
+	plain  []byte   // decompressed raw batch; lines alias it during handle
+	lag    lagStats // the batch's lateness, added once it is acknowledged
 }
 
 // maxRawBatch bounds a decompressed raw batch: ingest never builds one
@@ -331,6 +340,7 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 		clear(rb.oversized)
 		*rb = rawBatch{source: "unknown", receivedMS: meta.Timestamp.UnixMilli(), lines: rb.lines[:0], oversized: rb.oversized[:0]}
 	}
+	w.lag = w.s.lag.start(subjectToken(rb.source))
 	records := w.combine(rb, seq)
 
 	groups := 0
@@ -380,6 +390,7 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 	w.s.m.records.Add(float64(records))
 	w.s.m.groups.Add(float64(groups))
 	w.s.m.published.Add(float64(len(w.comb.parts)))
+	w.s.lag.add(src, &w.lag)
 	for _, d := range w.dead {
 		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
 	}
@@ -406,6 +417,7 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 			w.dead = append(w.dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
 			continue
 		}
+		w.lag.observe(rec.Time.UnixMilli())
 		c.add(&rec)
 		records++
 	}
