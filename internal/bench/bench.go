@@ -58,6 +58,8 @@ type Result struct {
 	KVBytesPerIncr    float64            `json:"kv_bytes_per_increment"`
 	FailedFlushes     float64            `json:"failed_flushes"`
 	WindowWrites      map[string]float64 `json:"window_writes"`
+	EarlyFlushes      float64            `json:"early_flushes"`
+	OpenWindows       float64            `json:"open_windows"`
 	CPUCores          float64            `json:"cpu_cores_used"`
 	CPUByStage        []StageCPU         `json:"cpu_by_stage"`
 	PeakRSSMiB        float64            `json:"peak_rss_mib"`
@@ -81,6 +83,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	distinct := fs.Int("distinct", 0, "high-cardinality mode: this many distinct client IPs in one hour, one line each, plus -heavy heavy hitters (replaces -lines and -ips)")
 	heavy := fs.Int("heavy", 20, "heavy hitters in -distinct mode")
 	heavyLines := fs.Int("heavy-lines", 50_000, "lines of each heavy hitter in -distinct mode")
+	scatter := fs.Int("scatter-years", 0, "adversarial timestamps: each line at a random minute of the last N years (replaces the hour of the other modes); measures open windows and memory")
 	aggProcs := fs.Int("aggregators", 0, "run this many aggregators as processes of their own (joined to the bench's embedded NATS), instead of in process")
 	attribute := fs.String("attribute", "", "only print the CPU by stage of an existing CPU profile (of any logtally release) and exit")
 	var sets multiFlag
@@ -118,6 +121,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	var data [][]byte
+	var scatterTimes []time.Time
 	wantDistinct := uint64(0)
 	if *distinct > 0 {
 		progress("generating %d distinct IPs and %d heavy hitters × %d lines in one hour", *distinct, *heavy, *heavyLines)
@@ -126,6 +130,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *heavyLines == 0 {
 			wantDistinct = uint64(*distinct)
 		}
+	} else if *scatter > 0 {
+		progress("generating %d lines at random minutes of the last %d years", *lines, *scatter)
+		data, scatterTimes = scattered(*lines, time.Now().UTC().Add(-time.Hour), *scatter)
 	} else {
 		progress("generating %d lines over %d IPs", *lines, *pool)
 		g := loggen.New(42, *pool, hour, time.Hour)
@@ -268,7 +275,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	from, to := hour, hour.Add(time.Hour)
 	var tot totals
 	for {
-		if err := getJSON(ctx, base+"/api/v1/totals?from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &tot); err != nil {
+		if *scatter > 0 {
+			// Twenty years of windows are more than a query reads in time:
+			// wait for the aggregators, then check sample days below.
+			tot = totals{Requests: uint64(metricSum(a, "logtally_aggregator_records_total"))}
+			for _, c := range children {
+				tot.Requests += uint64(c.metric("logtally_aggregator_records_total"))
+			}
+		} else if err := getJSON(ctx, base+"/api/v1/totals?from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &tot); err != nil {
 			stopProbes()
 			return err
 		}
@@ -316,6 +330,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := range res.CPUByStage {
 		res.CPUByStage[i].Share = res.CPUByStage[i].Seconds / max(stageTotal, 1e-9)
 	}
+	res.OpenWindows = sum("logtally_aggregator_open_windows")
+	res.EarlyFlushes = sum("logtally_aggregator_early_flushes_total")
 	res.KVBytes = sum("logtally_aggregator_kv_bytes_written_total")
 	res.Increments = sum("logtally_aggregator_increments_total")
 	res.FailedFlushes = sum("logtally_aggregator_flush_retries_total") + sum("logtally_aggregator_partition_restarts_total")
@@ -333,6 +349,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.LinesPerSecond = float64(*lines) / visible.Seconds()
 	res.CPUCores = cpu.Seconds() / visible.Seconds()
 	res.Exact = tot.Requests == uint64(*lines) && (wantDistinct == 0 || tot.DistinctIPs == wantDistinct)
+	if *scatter > 0 {
+		// The aggregators' count includes the latency probes' lines.
+		progress("checking 50 sample days against the generated lines")
+		ok, err := checkScatterDays(ctx, base, scatterTimes, 50)
+		if err != nil {
+			return err
+		}
+		res.Exact = ok
+	}
 	res.DistinctIPs = tot.DistinctIPs
 	res.Ratio = res.LinesPerSecond / baseline
 	mu.Lock()
@@ -392,7 +417,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
   receipt→queryable        under load p50 %.0f ms, p99 %.0f ms (%d probes); idle p50 %.0f ms, p99 %.0f ms
   top-10 over 1h           p50 %.1f ms, p99 %.1f ms (first %.0f ms); over its last 5m p50 %.1f ms, p99 %.1f ms
   KV writes                %.1f bytes per increment (%.0f MB for %.0f increments), %.0f failed flushes
-  window commits           %.0f inline, %.0f spill, %.0f merge, %.0f full
+  window commits           %.0f inline, %.0f spill, %.0f merge, %.0f full; %.0f early flushes, %.0f windows open at the end
   CPU                      %.2f cores
   peak RSS                 %.0f MiB (includes the generated log held in memory)
   in-process parse+count   %.0f lines/s on one goroutine
@@ -401,7 +426,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res.LinesPerSecond, res.VisibleSeconds, res.LatencyP50Ms, res.LatencyP99Ms, res.LatencySamples, res.IdleLatencyP50Ms, res.IdleLatencyP99Ms,
 		res.TopP50Ms, res.TopP99Ms, res.TopFirstMs, res.Top5mP50Ms, res.Top5mP99Ms,
 		res.KVBytesPerIncr, res.KVBytes/1e6, res.Increments, res.FailedFlushes,
-		res.WindowWrites["inline"], res.WindowWrites["spill"], res.WindowWrites["merge"], res.WindowWrites["full"],
+		res.WindowWrites["inline"], res.WindowWrites["spill"], res.WindowWrites["merge"], res.WindowWrites["full"], res.EarlyFlushes, res.OpenWindows,
 		res.CPUCores, res.PeakRSSMiB, res.BaselineLinesPerS, res.Ratio)
 	for _, st := range res.CPUByStage {
 		fmt.Fprintf(stdout, "    %-24s %6.1f s  %4.1f%%\n", st.Stage, st.Seconds, 100*st.Share)
