@@ -61,22 +61,22 @@ func (e *era) file(t *testing.T) string {
 	return path
 }
 
-func combinedEra(name string, seed uint64, base time.Time, span time.Duration, n int) *era {
-	g := loggen.New(seed, 400, base, span)
+// genEra is n lines of one of loggen's formats over [base, base+span).
+func genEra(name string, seed uint64, pool int, base time.Time, span time.Duration, n int, line func(*loggen.Generator, int, int) loggen.Line) *era {
+	g := loggen.New(seed, pool, base, span)
 	lines := make([]loggen.Line, n)
 	for i := range lines {
-		lines[i] = g.Combined(i, n)
+		lines[i] = line(g, i, n)
 	}
 	return newEra(name, lines)
 }
 
+func combinedEra(name string, seed uint64, base time.Time, span time.Duration, n int) *era {
+	return genEra(name, seed, 400, base, span, n, (*loggen.Generator).Combined)
+}
+
 func sshdEra(name string, seed uint64, base time.Time, span time.Duration, n int) *era {
-	g := loggen.New(seed, 300, base, span)
-	lines := make([]loggen.Line, n)
-	for i := range lines {
-		lines[i] = g.SSHD3164(i, n)
-	}
-	return newEra(name, lines)
+	return genEra(name, seed, 300, base, span, n, (*loggen.Generator).SSHD3164)
 }
 
 // eventTimeApp is an all-in-one whose parsers reorder: four workers on
