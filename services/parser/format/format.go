@@ -83,11 +83,12 @@ func ParseFormat(name string) (Format, error) {
 
 // Options tunes a Parser. The zero value selects the defaults.
 type Options struct {
-	// JSONIPFields are top-level JSON keys tried in order for the client
-	// IP. A value may be a comma-separated list (X-Forwarded-For); its
+	// JSONIPFields are JSON keys tried in order for the client IP; "a.b"
+	// names key b of the object at key a (and also a flat key "a.b"). A value may be a comma-separated list (X-Forwarded-For); its
 	// first element is used.
 	JSONIPFields []string
-	// JSONTimeFields are top-level JSON keys tried in order for the time.
+	// JSONTimeFields are JSON keys tried in order for the time, dotted
+	// like JSONIPFields.
 	JSONTimeFields []string
 	// MaxFuture rejects timestamps later than received+MaxFuture. Zero or
 	// negative selects the default of 24h.
@@ -95,7 +96,8 @@ type Options struct {
 }
 
 var (
-	defaultJSONIPFields   = []string{"remote_addr", "client_ip", "clientip", "ip", "src_ip", "remote_ip", "x_forwarded_for"}
+	// "request.client_ip" and "request.remote_ip" are Caddy's access log.
+	defaultJSONIPFields   = []string{"remote_addr", "client_ip", "clientip", "ip", "src_ip", "remote_ip", "x_forwarded_for", "request.client_ip", "request.remote_ip"}
 	defaultJSONTimeFields = []string{"time", "timestamp", "@timestamp", "ts", "time_local", "date"}
 )
 
@@ -121,7 +123,7 @@ type Record struct {
 // use by any number of goroutines.
 type Parser struct {
 	maxFuture time.Duration
-	jsonKeys  map[string]jsonKey
+	jsonKeys  *jsonKeys
 }
 
 // New returns a Parser for opts; see Options for defaults.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -29,19 +30,43 @@ type jsonKey struct {
 	prio int // lower wins when several keys of one kind are present
 }
 
-func buildJSONKeys(ipFields, timeFields []string) map[string]jsonKey {
-	m := make(map[string]jsonKey)
+// jsonKeys maps the keys of one JSON object level to what they hold, and
+// the keys whose object values hold further fields to their own level. A
+// configured name "a.b" means key "b" inside the object at key "a"
+// (Caddy's "request.remote_ip"), and also the flat key "a.b" that some
+// shippers write instead of nesting.
+type jsonKeys struct {
+	keys   map[string]jsonKey
+	nested map[string]*jsonKeys
+}
+
+func (k *jsonKeys) add(name string, key jsonKey) {
+	if _, dup := k.keys[name]; !dup {
+		k.keys[name] = key
+	}
+	first, rest, ok := strings.Cut(name, ".")
+	if !ok || first == "" || rest == "" {
+		return
+	}
+	n := k.nested[first]
+	if n == nil {
+		n = &jsonKeys{keys: map[string]jsonKey{}, nested: map[string]*jsonKeys{}}
+		k.nested[first] = n
+	}
+	n.add(rest, key)
+}
+
+func buildJSONKeys(ipFields, timeFields []string) *jsonKeys {
+	m := &jsonKeys{keys: map[string]jsonKey{}, nested: map[string]*jsonKeys{}}
 	add := func(kind jsonKind, names ...string) {
 		for i, n := range names {
-			if _, dup := m[n]; !dup {
-				m[n] = jsonKey{kind, i}
-			}
+			m.add(n, jsonKey{kind, i})
 		}
 	}
 	add(jIP, ipFields...)
 	add(jTime, timeFields...)
-	add(jMethod, "method", "request_method")
-	add(jPath, "path", "uri", "request_uri", "url")
+	add(jMethod, "method", "request_method", "request.method")
+	add(jPath, "path", "uri", "request_uri", "url", "request.uri")
 	add(jRequest, "request")
 	add(jStatus, "status", "status_code")
 	add(jSize, "bytes", "body_bytes_sent", "size", "bytes_sent")
@@ -62,8 +87,9 @@ func (j *jsonPick) offer(v gjson.Result, prio int) {
 	}
 }
 
-// parseJSON reads one flat JSON object. Only top-level keys are matched,
-// exactly (case-sensitive). Unusable optional fields (status, size, ...)
+// parseJSON reads one JSON object. Keys are matched exactly
+// (case-sensitive), at the top level or, for dotted names, in nested
+// objects. Unusable optional fields (status, size, ...)
 // are ignored rather than failing the line; IP and time are checked.
 func (p *Parser) parseJSON(line []byte, received time.Time, rec *Record) error {
 	if line[0] != '{' {
@@ -84,34 +110,42 @@ func (p *Parser) parseJSON(line []byte, received time.Time, rec *Record) error {
 		picks   [jUA + 1]jsonPick
 		request []byte
 	)
-	gjson.Parse(s).ForEach(func(k, v gjson.Result) bool {
-		key, ok := p.jsonKeys[k.Str]
-		if !ok {
-			return true
-		}
-		if key.kind != jIP {
-			picks[key.kind].offer(v, key.prio)
-			return true
-		}
-		// Every IP field is examined so that a placeholder in a preferred
-		// field ("remote_addr":"-") does not hide a usable one.
-		val := resultBytes(line, v)
-		if v.Type != gjson.String || isPlaceholder(val) {
-			return true
-		}
-		seenIP = true
-		a, ok := addrWithPort(trimSpace(firstElem(val)))
-		if !ok {
-			if badIP == nil {
-				badIP = val
+	var visit func(keys *jsonKeys, obj gjson.Result)
+	visit = func(keys *jsonKeys, obj gjson.Result) {
+		obj.ForEach(func(k, v gjson.Result) bool {
+			if n := keys.nested[k.Str]; n != nil && v.IsObject() {
+				visit(n, v)
+			}
+			key, ok := keys.keys[k.Str]
+			if !ok {
+				return true
+			}
+			if key.kind != jIP {
+				picks[key.kind].offer(v, key.prio)
+				return true
+			}
+			// Every IP field is examined so that a placeholder in a
+			// preferred field ("remote_addr":"-") does not hide a usable
+			// one.
+			val := resultBytes(line, v)
+			if v.Type != gjson.String || isPlaceholder(val) {
+				return true
+			}
+			seenIP = true
+			a, ok := addrWithPort(trimSpace(firstElem(val)))
+			if !ok {
+				if badIP == nil {
+					badIP = val
+				}
+				return true
+			}
+			if !ipAddr.IsValid() || key.prio < ipPrio {
+				ipAddr, ipPrio = a, key.prio
 			}
 			return true
-		}
-		if !ipAddr.IsValid() || key.prio < ipPrio {
-			ipAddr, ipPrio = a, key.prio
-		}
-		return true
-	})
+		})
+	}
+	visit(p.jsonKeys, gjson.Parse(s))
 
 	switch {
 	case ipAddr.IsValid():

@@ -68,7 +68,7 @@ func (p *Parser) parseSyslog(line []byte, received time.Time, rec *Record) error
 	default:
 		return fmt.Errorf("%w: no <PRI> or timestamp at start of %s", ErrBadSyslog, q(line))
 	}
-	return setMsgIP(rec, b, t, line)
+	return p.setMsgIP(rec, b, t, received, line)
 }
 
 // skipHost drops the HOSTNAME field after a 3164 timestamp so that the
@@ -207,10 +207,19 @@ func (p *Parser) parse5424(line, b []byte, received time.Time, rec *Record) erro
 		return fmt.Errorf("%w: bad structured data %s", ErrBadSyslog, q(b[i:]))
 	}
 	msg := b[i:]
-	return setMsgIP(rec, msg, t, line)
+	return p.setMsgIP(rec, msg, t, received, line)
 }
 
-func setMsgIP(rec *Record, msg []byte, t time.Time, line []byte) error {
+// setMsgIP fills rec from a syslog MSG. An access log shipped over syslog
+// (nginx's "access_log syslog:", a file forwarded by rsyslog's imfile,
+// HAProxy's httplog) is read as such, so that its status and size count
+// like those of the same line sent plainly; anything else yields the IP
+// found in the text and the header's time t.
+func (p *Parser) setMsgIP(rec *Record, msg []byte, t, received time.Time, line []byte) error {
+	if p.embeddedAccess(rec, msg, t, received) {
+		return nil
+	}
+	*rec = Record{}
 	a, ok := msgIP(msg)
 	if !ok {
 		return fmt.Errorf("%w in syslog message %s", ErrNoClientIP, q(line))
@@ -219,6 +228,100 @@ func setMsgIP(rec *Record, msg []byte, t time.Time, line []byte) error {
 	// Only for lines that are counted: a rejected line's class is moot.
 	rec.AuthFailure = AuthFailureMessage(msg)
 	return nil
+}
+
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// msgBody returns the text a program logged: MSG without a leading TAG
+// ("nginx:", "haproxy[42]:") or the BOM RFC 5424 allows.
+func msgBody(msg []byte) []byte {
+	msg = bytes.TrimPrefix(trimSpace(msg), utf8BOM)
+	f, n := nextField(msg, 0)
+	if len(f) < 2 || f[len(f)-1] != ':' {
+		return msg
+	}
+	tag := f[:len(f)-1]
+	if j := bytes.IndexByte(tag, '['); j > 0 && tag[len(tag)-1] == ']' {
+		tag = tag[:j]
+	}
+	for _, c := range tag {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '-' || c == '_' || c == '.' || c == '/') {
+			return msg
+		}
+	}
+	if _, ok := parseAddr(tag); ok {
+		return msg
+	}
+	return msg[n:]
+}
+
+// embeddedAccess reads an access log line carried in a syslog MSG: Common
+// or Combined Log Format, whose own [date] (it has a UTC offset, which an
+// RFC 3164 header lacks) is the event time, or HAProxy's HTTP log format
+// ("option httplog"), whose accept date has no offset, so the header's
+// time t stays. A MSG of neither shape, or a malformed one, reports false
+// and is left to the generic syslog rules.
+func (p *Parser) embeddedAccess(rec *Record, msg []byte, t, received time.Time) bool {
+	body := msgBody(msg)
+	if len(body) == 0 || !(isDigit(body[0]) || body[0] == '[' || isHex(body[0]) || body[0] == ':') {
+		return false
+	}
+	host, addr, ok, i := field(body, 0)
+	if ok {
+		if p.parseAccess(body, host, addr, ok, i, received, rec) == nil {
+			return true
+		}
+		*rec = Record{}
+		return false
+	}
+	return haproxyHTTP(rec, body, t)
+}
+
+func isHex(c byte) bool { return c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// haproxyHTTP parses HAProxy's httplog format (HAProxy 1.x to 3.x):
+//
+//	%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r
+//
+// "127.0.0.5:40312 [02/Dec/2026:07:30:00.123] fe fe/<NOSRV> 0/-1/-1/-1/0 404 150 - - PR-- 1/1/0/0/0 0/0 "GET /x HTTP/1.1"".
+// The timers field has five parts (the TCP log format has three and no
+// status); a status of -1 (no response) and bytes prefixed by "+" (option
+// logasap) are accepted.
+func haproxyHTTP(rec *Record, b []byte, t time.Time) bool {
+	f, i := nextField(b, 0)
+	a, ok := addrWithPort(f)
+	if !ok {
+		return false
+	}
+	if f, i = nextField(b, i); len(f) < 2 || f[0] != '[' || f[len(f)-1] != ']' {
+		return false
+	}
+	_, i = nextField(b, i) // frontend
+	if f, i = nextField(b, i); bytes.IndexByte(f, '/') < 0 {
+		return false
+	}
+	if f, i = nextField(b, i); bytes.Count(f, []byte("/")) != 4 {
+		return false
+	}
+	f, i = nextField(b, i)
+	var status uint32
+	if !(len(f) == 2 && f[0] == '-' && f[1] == '1') {
+		if status, ok = parseStatus(f); !ok || len(f) != 3 {
+			return false
+		}
+	}
+	f, _ = nextField(b, i)
+	size, ok := parseSize(bytes.TrimPrefix(f, []byte("+")))
+	if !ok {
+		return false
+	}
+	*rec = Record{Addr: a, Time: t, Status: status, Size: size, AuthFailure: AuthFailureStatus(status)}
+	if j := bytes.LastIndexByte(b, '"'); j > 0 && j == len(b)-1 {
+		if k := bytes.LastIndexByte(b[:j], '"'); k >= 0 {
+			rec.Method, rec.Path = splitRequest(b[k+1 : j])
+		}
+	}
+	return true
 }
 
 // msgIP finds the client address in a syslog MSG. Firewall logs name both
