@@ -51,4 +51,5 @@ http://%[2]s {
 	window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, "http://"+addr, reqs) })
 	checkClasses(t, o)
 	lt.verify(t, o, 0)
+	lt.checkSources(t, map[string]int{"tcp": len(reqs)})
 }

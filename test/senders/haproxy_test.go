@@ -45,6 +45,7 @@ frontend web
 			window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, "http://"+addr, reqs) })
 			checkClasses(t, o)
 			lt.verify(t, o, 0)
+			lt.checkSources(t, map[string]int{"syslog-udp": len(reqs)})
 		})
 	}
 }

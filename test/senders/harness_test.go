@@ -537,3 +537,153 @@ func doGet(c *http.Client, url string, header map[string]string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// sshLine is one sshd message and whether it is an authentication failure
+// (the test's own judgement, from the kind of message it wrote).
+type sshLine struct {
+	ip   netip.Addr
+	msg  string
+	auth bool
+}
+
+var sshKinds = []struct {
+	format string
+	auth   bool
+}{
+	{"Failed password for root from %s port 22 ssh2", true},
+	{"Invalid user admin from %s port 40022", true},
+	{"Accepted publickey for alice from %s port 50000 ssh2: ED25519 SHA256:AAAAC3NzaC1lZDI1NTE5", false},
+	{"Connection closed by authenticating user root %s port 22 [preauth]", true},
+	{"Disconnected from user alice %s port 50000", false},
+	{"Failed password for invalid user oracle from %s port 2222 ssh2", true},
+}
+
+// sshdLines gives n clients of each of the two documentation networks,
+// 203.0.113.0/24 and 198.51.100.0/24, i%4+1 sshd messages each (the
+// senders' configurations route one network as RFC 5424 and the other as
+// RFC 3164).
+func sshdLines(n, salt int) []sshLine {
+	var out []sshLine
+	for i := 0; i < n; i++ {
+		for _, net := range [][3]byte{{203, 0, 113}, {198, 51, 100}} {
+			ip := netip.AddrFrom4([4]byte{net[0], net[1], net[2], byte(1 + i)})
+			for k := 0; k < i%4+1; k++ {
+				kind := sshKinds[(i+k+salt)%len(sshKinds)]
+				out = append(out, sshLine{ip: ip, msg: fmt.Sprintf(kind.format, ip), auth: kind.auth})
+			}
+		}
+	}
+	return out
+}
+
+func (o *oracle) addSSH(minute time.Time, lines []sshLine) {
+	for _, l := range lines {
+		c := counters{Requests: 1}
+		if l.auth {
+			c.AuthFailures = 1
+		}
+		o.add(minute, l.ip, c)
+	}
+}
+
+// logger sends every line with util-linux logger to the unix datagram
+// socket sock, as sshd would through syslog(3): "<38>Dec  2 07:30:00
+// sshd[4242]: ...", stamped now.
+func logger(t *testing.T, sock string, lines []sshLine) {
+	t.Helper()
+	var in strings.Builder
+	for _, l := range lines {
+		in.WriteString(l.msg + "\n")
+	}
+	cmd := exec.Command(program(t, "logger", "/usr/bin/logger"), "--socket-errors=on", "-u", sock, "-t", "sshd", "--id=4242", "-p", "auth.info")
+	cmd.Stdin = strings.NewReader(in.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("logger: %v\n%s", err, out)
+	}
+}
+
+// syslogPast writes the lines to the unix datagram socket sock with an RFC
+// 3164 timestamp at, as a local sender would replay them: without a year.
+func syslogPast(t *testing.T, sock string, at time.Time, lines []sshLine) {
+	t.Helper()
+	c, err := net.Dial("unixgram", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(c, "<38>%s sshd[4242]: %s", at.UTC().Format(time.Stamp), l.msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// pastTimes are minutes of the last two days (inside the 48 h retention of
+// the 1 minute windows) at which replayed lines are stamped, with seconds
+// so that they are not at the minute's edge.
+func pastTimes() []time.Time {
+	now := time.Now().UTC().Truncate(time.Minute)
+	return []time.Time{now.Add(-2*time.Hour - 7*time.Minute + 17*time.Second), now.Add(-20*time.Hour + 29*time.Second), now.Add(-40*time.Hour - 3*time.Minute + 41*time.Second)}
+}
+
+// sshdWorkload runs the whole sshd scenario against a syslog daemon
+// listening on the unix socket sock: live lines through logger, then
+// lines replayed with timestamps of the last two days, each set in the
+// minute it is stamped with. It returns how many lines it sent of the
+// network routed as RFC 5424 (in5424) and of the other one.
+func sshdWorkload(t *testing.T, lt *logtally, sock string) (n5424, n3164 int) {
+	t.Helper()
+	o := newOracle()
+	live := sshdLines(30, 0)
+	window(t, 6*time.Second, func(minute time.Time) {
+		logger(t, sock, live)
+		o.addSSH(minute, live)
+	})
+	for i, at := range pastTimes() {
+		lines := sshdLines(20, i+1)
+		syslogPast(t, sock, at, lines)
+		o.addSSH(at, lines)
+	}
+	lt.verify(t, o, 0)
+	for _, m := range o.per {
+		for ip, c := range m {
+			if in5424.Contains(ip) {
+				n5424 += int(c.Requests)
+			} else {
+				n3164 += int(c.Requests)
+			}
+		}
+	}
+	return n5424, n3164
+}
+
+// checkSources compares how many lines each ingest listener received
+// (logtally_ingest_lines_total by source: tcp, syslog-tcp, syslog-udp,
+// http) with want, so that a test also proves which transport its sender
+// used.
+func (l *logtally) checkSources(t *testing.T, want map[string]int) {
+	t.Helper()
+	mfs, err := l.app.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "logtally_ingest_lines_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "source" && m.GetCounter().GetValue() > 0 {
+					got[lp.GetValue()] = int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lines received by listener: got %v, want %v", got, want)
+	}
+}
+
+// in5424 is the network the sshd scenarios route as RFC 5424.
+var in5424 = netip.MustParsePrefix("203.0.113.0/24")

@@ -57,6 +57,7 @@ func TestNginxSyslogUDP(t *testing.T) {
 	window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, base, reqs) })
 	checkClasses(t, o)
 	lt.verify(t, o, 0)
+	lt.checkSources(t, map[string]int{"syslog-udp": len(reqs)})
 }
 
 // nginx writes its access log to a file; rsyslog's imfile follows it and
@@ -93,6 +94,7 @@ stop
 	window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, base, reqs) })
 	checkClasses(t, o)
 	lt.verify(t, o, 0)
+	lt.checkSources(t, map[string]int{"syslog-tcp": len(reqs)})
 }
 
 // checkClasses makes sure the workload exercised every class, so that a
