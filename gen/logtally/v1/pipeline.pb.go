@@ -40,7 +40,11 @@ type RawBatch struct {
 	Lines [][]byte `protobuf:"bytes,5,rep,name=lines,proto3" json:"lines,omitempty"`
 	// Lines longer than the listener's limit: only a prefix travels, the parser
 	// turns each into a dead letter.
-	Oversized     []*OversizedLine `protobuf:"bytes,6,rep,name=oversized,proto3" json:"oversized,omitempty"`
+	Oversized []*OversizedLine `protobuf:"bytes,6,rep,name=oversized,proto3" json:"oversized,omitempty"`
+	// What the sender said about single lines (OTLP log records: the client
+	// address and time attributes), for the lines that have any, in line
+	// order. Parsers before this field ignore it and parse the lines alone.
+	LineMeta      []*LineMeta `protobuf:"bytes,7,rep,name=line_meta,json=lineMeta,proto3" json:"line_meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -117,6 +121,90 @@ func (x *RawBatch) GetOversized() []*OversizedLine {
 	return nil
 }
 
+func (x *RawBatch) GetLineMeta() []*LineMeta {
+	if x != nil {
+		return x.LineMeta
+	}
+	return nil
+}
+
+// LineMeta is what a sender said about one line besides its text. Every
+// field is optional; zero means unset.
+type LineMeta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index of the line in RawBatch.lines (oversized entries not counted).
+	Line uint32 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	// Client address, 4 or 16 bytes: the line counts under this address,
+	// whatever IP its text holds, and even when it holds none.
+	ClientAddr []byte `protobuf:"bytes,2,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	// Event time, unix milliseconds: wins over a timestamp in the text.
+	TimeUnixMs int64 `protobuf:"varint,3,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	// When the sender observed the line, unix milliseconds: stands in for
+	// received_unix_ms for this line (a text without a timestamp counts at
+	// it, and an RFC 3164 date takes its year from it).
+	ObservedUnixMs int64 `protobuf:"varint,4,opt,name=observed_unix_ms,json=observedUnixMs,proto3" json:"observed_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LineMeta) Reset() {
+	*x = LineMeta{}
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LineMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LineMeta) ProtoMessage() {}
+
+func (x *LineMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LineMeta.ProtoReflect.Descriptor instead.
+func (*LineMeta) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LineMeta) GetLine() uint32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *LineMeta) GetClientAddr() []byte {
+	if x != nil {
+		return x.ClientAddr
+	}
+	return nil
+}
+
+func (x *LineMeta) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *LineMeta) GetObservedUnixMs() int64 {
+	if x != nil {
+		return x.ObservedUnixMs
+	}
+	return 0
+}
+
 type OversizedLine struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Prefix        []byte                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -127,7 +215,7 @@ type OversizedLine struct {
 
 func (x *OversizedLine) Reset() {
 	*x = OversizedLine{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[1]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +227,7 @@ func (x *OversizedLine) String() string {
 func (*OversizedLine) ProtoMessage() {}
 
 func (x *OversizedLine) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[1]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +240,7 @@ func (x *OversizedLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OversizedLine.ProtoReflect.Descriptor instead.
 func (*OversizedLine) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{1}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OversizedLine) GetPrefix() []byte {
@@ -212,7 +300,7 @@ type RecordBatch struct {
 
 func (x *RecordBatch) Reset() {
 	*x = RecordBatch{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[2]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +312,7 @@ func (x *RecordBatch) String() string {
 func (*RecordBatch) ProtoMessage() {}
 
 func (x *RecordBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[2]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +325,7 @@ func (x *RecordBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordBatch.ProtoReflect.Descriptor instead.
 func (*RecordBatch) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{2}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RecordBatch) GetAddrs() []byte {
@@ -347,7 +435,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[3]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +447,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[3]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +460,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{3}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeadLetter) GetLine() []byte {
@@ -433,7 +521,7 @@ type Counters struct {
 
 func (x *Counters) Reset() {
 	*x = Counters{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +533,7 @@ func (x *Counters) String() string {
 func (*Counters) ProtoMessage() {}
 
 func (x *Counters) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +546,7 @@ func (x *Counters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counters.ProtoReflect.Descriptor instead.
 func (*Counters) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Counters) GetRequests() uint64 {
@@ -532,7 +620,7 @@ type WindowState struct {
 
 func (x *WindowState) Reset() {
 	*x = WindowState{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +632,7 @@ func (x *WindowState) String() string {
 func (*WindowState) ProtoMessage() {}
 
 func (x *WindowState) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +645,7 @@ func (x *WindowState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowState.ProtoReflect.Descriptor instead.
 func (*WindowState) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WindowState) GetLastSeq() uint64 {
@@ -653,7 +741,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +753,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +766,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Run) GetGeneration() uint64 {
@@ -748,7 +836,7 @@ type WindowChunk struct {
 
 func (x *WindowChunk) Reset() {
 	*x = WindowChunk{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +848,7 @@ func (x *WindowChunk) String() string {
 func (*WindowChunk) ProtoMessage() {}
 
 func (x *WindowChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +861,7 @@ func (x *WindowChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowChunk.ProtoReflect.Descriptor instead.
 func (*WindowChunk) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WindowChunk) GetGeneration() uint64 {
@@ -825,7 +913,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +925,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +938,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Checkpoint) GetSeq() uint64 {
@@ -906,14 +994,22 @@ var File_logtally_v1_pipeline_proto protoreflect.FileDescriptor
 
 const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"\n" +
-	"\x1alogtally/v1/pipeline.proto\x12\vlogtally.v1\"\xc8\x01\n" +
+	"\x1alogtally/v1/pipeline.proto\x12\vlogtally.v1\"\xfc\x01\n" +
 	"\bRawBatch\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\tR\x04peer\x12(\n" +
 	"\x10received_unix_ms\x18\x03 \x01(\x03R\x0ereceivedUnixMs\x12\x16\n" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x14\n" +
 	"\x05lines\x18\x05 \x03(\fR\x05lines\x128\n" +
-	"\toversized\x18\x06 \x03(\v2\x1a.logtally.v1.OversizedLineR\toversized\"?\n" +
+	"\toversized\x18\x06 \x03(\v2\x1a.logtally.v1.OversizedLineR\toversized\x122\n" +
+	"\tline_meta\x18\a \x03(\v2\x15.logtally.v1.LineMetaR\blineMeta\"\x8b\x01\n" +
+	"\bLineMeta\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\rR\x04line\x12\x1f\n" +
+	"\vclient_addr\x18\x02 \x01(\fR\n" +
+	"clientAddr\x12 \n" +
+	"\ftime_unix_ms\x18\x03 \x01(\x03R\n" +
+	"timeUnixMs\x12(\n" +
+	"\x10observed_unix_ms\x18\x04 \x01(\x03R\x0eobservedUnixMs\"?\n" +
 	"\rOversizedLine\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x04R\x06length\"\xfd\x03\n" +
@@ -1007,27 +1103,29 @@ func file_logtally_v1_pipeline_proto_rawDescGZIP() []byte {
 	return file_logtally_v1_pipeline_proto_rawDescData
 }
 
-var file_logtally_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_logtally_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_logtally_v1_pipeline_proto_goTypes = []any{
 	(*RawBatch)(nil),      // 0: logtally.v1.RawBatch
-	(*OversizedLine)(nil), // 1: logtally.v1.OversizedLine
-	(*RecordBatch)(nil),   // 2: logtally.v1.RecordBatch
-	(*DeadLetter)(nil),    // 3: logtally.v1.DeadLetter
-	(*Counters)(nil),      // 4: logtally.v1.Counters
-	(*WindowState)(nil),   // 5: logtally.v1.WindowState
-	(*Run)(nil),           // 6: logtally.v1.Run
-	(*WindowChunk)(nil),   // 7: logtally.v1.WindowChunk
-	(*Checkpoint)(nil),    // 8: logtally.v1.Checkpoint
+	(*LineMeta)(nil),      // 1: logtally.v1.LineMeta
+	(*OversizedLine)(nil), // 2: logtally.v1.OversizedLine
+	(*RecordBatch)(nil),   // 3: logtally.v1.RecordBatch
+	(*DeadLetter)(nil),    // 4: logtally.v1.DeadLetter
+	(*Counters)(nil),      // 5: logtally.v1.Counters
+	(*WindowState)(nil),   // 6: logtally.v1.WindowState
+	(*Run)(nil),           // 7: logtally.v1.Run
+	(*WindowChunk)(nil),   // 8: logtally.v1.WindowChunk
+	(*Checkpoint)(nil),    // 9: logtally.v1.Checkpoint
 }
 var file_logtally_v1_pipeline_proto_depIdxs = []int32{
-	1, // 0: logtally.v1.RawBatch.oversized:type_name -> logtally.v1.OversizedLine
-	4, // 1: logtally.v1.WindowState.totals:type_name -> logtally.v1.Counters
-	6, // 2: logtally.v1.WindowState.runs:type_name -> logtally.v1.Run
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	2, // 0: logtally.v1.RawBatch.oversized:type_name -> logtally.v1.OversizedLine
+	1, // 1: logtally.v1.RawBatch.line_meta:type_name -> logtally.v1.LineMeta
+	5, // 2: logtally.v1.WindowState.totals:type_name -> logtally.v1.Counters
+	7, // 3: logtally.v1.WindowState.runs:type_name -> logtally.v1.Run
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_logtally_v1_pipeline_proto_init() }
@@ -1041,7 +1139,7 @@ func file_logtally_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logtally_v1_pipeline_proto_rawDesc), len(file_logtally_v1_pipeline_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
