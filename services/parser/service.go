@@ -412,8 +412,8 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 	c.reset()
 	records := 0
 	var rec format.Record
-	for _, line := range rb.lines {
-		if err := w.parser.Parse(line, f, received, &rec); err != nil {
+	for i, line := range rb.lines {
+		if err := w.parseLine(rb, i, line, f, received, &rec); err != nil {
 			w.dead = append(w.dead, deadLetter{line: line, length: len(line), reason: err.Error(), code: reasonCode(err)})
 			continue
 		}

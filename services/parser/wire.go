@@ -2,12 +2,16 @@ package parser
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/services/parser/format"
 )
 
 // The parser reads every line from a RawBatch and writes every group to a
@@ -28,17 +32,42 @@ type rawBatch struct {
 	receivedMS           int64
 	lines                [][]byte
 	oversized            []oversized
+	// meta holds RawBatch.line_meta sorted by line; next is where
+	// parseLine continues in it.
+	meta []lineMeta
+	next int
+}
+
+// lineMeta is a decoded logtallyv1.LineMeta; zero fields are unset.
+type lineMeta struct {
+	line       uint32
+	addr       netip.Addr // !IsValid(): unset
+	timeMS     int64
+	observedMS int64
 }
 
 func decodeRaw(b []byte, out *rawBatch) error {
-	*out = rawBatch{lines: out.lines[:0], oversized: out.oversized[:0]}
+	*out = rawBatch{lines: out.lines[:0], oversized: out.oversized[:0], meta: out.meta[:0]}
+	if err := decodeRawFields(b, out); err != nil {
+		return err
+	}
+	// Ingest writes line_meta in line order; another writer may not.
+	if !slices.IsSortedFunc(out.meta, cmpMeta) {
+		slices.SortStableFunc(out.meta, cmpMeta)
+	}
+	return nil
+}
+
+func cmpMeta(a, b lineMeta) int { return int(int64(a.line) - int64(b.line)) }
+
+func decodeRawFields(b []byte, out *rawBatch) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
-		if typ == protowire.BytesType && num >= 1 && num <= 6 && num != 3 {
+		if typ == protowire.BytesType && num >= 1 && num <= 7 && num != 3 {
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return protowire.ParseError(n)
@@ -59,6 +88,12 @@ func decodeRaw(b []byte, out *rawBatch) error {
 					return fmt.Errorf("oversized line: %w", err)
 				}
 				out.oversized = append(out.oversized, o)
+			case 7:
+				m, err := decodeLineMeta(v)
+				if err != nil {
+					return fmt.Errorf("line meta: %w", err)
+				}
+				out.meta = append(out.meta, m)
 			}
 			continue
 		}
@@ -110,6 +145,142 @@ func decodeOversized(b []byte) (oversized, error) {
 		}
 	}
 	return o, nil
+}
+
+func decodeLineMeta(b []byte) (lineMeta, error) {
+	var m lineMeta
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return m, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == 2 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return m, protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch len(v) {
+			case 0:
+				m.addr = netip.Addr{}
+			case 4, 16:
+				m.addr, _ = netip.AddrFromSlice(v)
+				m.addr = m.addr.Unmap()
+			default:
+				return m, fmt.Errorf("client address of %d bytes", len(v))
+			}
+		case num >= 1 && num <= 4 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return m, protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch num {
+			case 1:
+				m.line = uint32(v)
+			case 3:
+				m.timeMS = int64(v)
+			case 4:
+				m.observedMS = int64(v)
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return m, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return m, nil
+}
+
+// metaFor returns the metadata of line i, which must not be smaller than
+// the line of the previous call for rb: lines are parsed in order.
+func (rb *rawBatch) metaFor(i int) (lineMeta, bool) {
+	if i == 0 {
+		rb.next = 0
+	}
+	for rb.next < len(rb.meta) && int64(rb.meta[rb.next].line) < int64(i) {
+		rb.next++
+	}
+	if rb.next < len(rb.meta) && int64(rb.meta[rb.next].line) == int64(i) {
+		m := rb.meta[rb.next]
+		// The first entry of a line counts; later ones are skipped.
+		for rb.next < len(rb.meta) && rb.meta[rb.next].line == m.line {
+			rb.next++
+		}
+		return m, true
+	}
+	return lineMeta{}, false
+}
+
+// parseLine parses line i of rb into rec, as Parse does, and applies what
+// the sender said about the line (RawBatch.line_meta):
+//
+//   - the client address wins over the IP of the text, and a line with one
+//     counts even when its text has no valid IP or is not of any format
+//     (no_client_ip, bad_ip, malformed, bad_syslog, bad_json); an empty
+//     line, invalid UTF-8 or binary text is a dead letter all the same;
+//   - the event time wins over the text's own timestamp (a bad timestamp in
+//     the text does not matter then); without one, the text's timestamp
+//     counts, and a text without one counts at the observed time, else at
+//     the batch's receive time;
+//   - the observed time, else the event time, stands in for the receive
+//     time in Parse (RFC 3164 years, lines without a timestamp);
+//   - whichever time a line gets, more than MaxFuture after the batch's
+//     receive time is a dead letter (future_timestamp), as for any line.
+//
+// Lines without metadata are parsed as before.
+func (w *worker) parseLine(rb *rawBatch, i int, line []byte, f format.Format, received time.Time, rec *format.Record) error {
+	m, ok := rb.metaFor(i)
+	if !ok {
+		return w.parser.Parse(line, f, received, rec)
+	}
+	anchor := received
+	switch {
+	case m.observedMS != 0:
+		anchor = time.UnixMilli(m.observedMS).UTC()
+	case m.timeMS != 0:
+		anchor = time.UnixMilli(m.timeMS).UTC()
+	}
+	err := w.parser.Parse(line, f, anchor, rec)
+	if err != nil {
+		if !m.addr.IsValid() || !countsAnyway(err, m.timeMS != 0) {
+			return err
+		}
+		*rec = format.Record{Time: anchor}
+	}
+	if m.addr.IsValid() {
+		rec.Addr = m.addr
+	}
+	if m.timeMS != 0 {
+		rec.Time = time.UnixMilli(m.timeMS).UTC()
+	}
+	maxFuture := format.DefaultMaxFuture
+	if w.s != nil && w.s.opts.MaxFuture > 0 {
+		maxFuture = w.s.opts.MaxFuture
+	}
+	if rec.Time.After(received.Add(maxFuture)) {
+		t := rec.Time
+		*rec = format.Record{}
+		return fmt.Errorf("%w: %s is more than %s after the receive time %s (sender's time)",
+			format.ErrFutureTimestamp, t.Format(time.RFC3339), maxFuture, received.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// countsAnyway reports whether a line whose text failed with err still
+// counts because the sender named its client address (and, with
+// haveTime, its time).
+func countsAnyway(err error, haveTime bool) bool {
+	for _, e := range []error{format.ErrNoClientIP, format.ErrBadIP, format.ErrMalformed, format.ErrBadSyslog, format.ErrBadJSON} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return haveTime && (errors.Is(err, format.ErrBadTimestamp) || errors.Is(err, format.ErrFutureTimestamp))
 }
 
 // Field numbers of logtallyv1.RecordBatch written by the combiner. The
