@@ -12,10 +12,26 @@ import (
 // 3164 senders deviate in ways a strict machine rejects, and the year of a
 // 3164 timestamp has to be inferred from the receive time anyway.
 
-// bsdYearSlack is how far past the receive time an RFC 3164 timestamp may
-// be before it is taken to belong to the previous year (clock skew between
-// sender and receiver, or a line from late December read in January).
-const bsdYearSlack = 72 * time.Hour
+// bsdFutureTolerance bounds how far past the receive time an RFC 3164
+// timestamp, which has no year, may lie and still be taken as this year's
+// (or, just before New Year, next year's); a date further ahead is last
+// year's. Like rsyslog, the year is the one that makes the date the most
+// recent not in the future, so a replayed backlog — a "Dec 30" line
+// received on Dec 28 — lands a year back, not two days ahead.
+//
+// The tolerance is not a few seconds of clock skew because a 3164
+// timestamp is the sender's local wall-clock time without a zone, and
+// logtally reads it as UTC: a correct clock east of UTC writes stamps up to
+// 14 hours (UTC+14:00, the Line Islands) ahead of the receive time. 15
+// hours covers every zone plus an hour of skew; it stays below the
+// parser's default max-future bound of 24 hours, so a date the year rule
+// puts ahead is still counted, not dead-lettered.
+const bsdFutureTolerance = 15 * time.Hour
+
+// bsdMaxYearsBack is how many years back the year search goes: "Feb 29"
+// received in a common year is the most recent leap day, up to 8 years
+// back across a century year that is not a leap year (2100).
+const bsdMaxYearsBack = 8
 
 func (p *Parser) parseSyslog(line []byte, received time.Time, rec *Record) error {
 	b := line
@@ -85,7 +101,8 @@ func skipHost(b []byte) []byte {
 
 // parseBSDTime parses "Mmm dd hh:mm:ss" (also "Mmm  d", "Mmm dd yyyy
 // hh:mm:ss" and fractional seconds) and returns the time and the number of
-// bytes consumed. Without a year the year is inferred from received.
+// bytes consumed. Without a year the year is inferred from received (see
+// bsdFutureTolerance).
 func parseBSDTime(b []byte, received time.Time) (time.Time, int, error) {
 	bad := func() (time.Time, int, error) {
 		f := b
@@ -138,13 +155,20 @@ func parseBSDTime(b []byte, received time.Time) (time.Time, int, error) {
 		n++
 	}
 	if y == 0 {
-		// The latest year that does not put the time more than the slack
-		// past received: usually received's year, the previous one for a
-		// December line read in January, the next one for a sender whose
-		// clock already passed midnight on New Year's Eve.
-		y = received.Year() + 1
-		for y > received.Year()-1 && civil(y, m, d, hh, mm, ss, ns, 0).Sub(received) > bsdYearSlack {
-			y--
+		// The most recent year in which the date exists and is not more
+		// than the tolerance past received: usually received's year, the
+		// previous one for a date later in the year than received (a
+		// December line read in January, a backlog replayed), the next
+		// one for a sender whose clock already passed midnight on New
+		// Year's Eve.
+		for c := received.Year() + 1; c >= received.Year()-bsdMaxYearsBack; c-- {
+			if d <= daysIn(m, c) && civil(c, m, d, hh, mm, ss, ns, 0).Sub(received) <= bsdFutureTolerance {
+				y = c
+				break
+			}
+		}
+		if y == 0 {
+			return bad()
 		}
 	}
 	if d > daysIn(m, y) {
