@@ -10,7 +10,9 @@ import (
 // most recent not in the future of the receive time, within
 // bsdFutureTolerance.
 func TestBSDYear(t *testing.T) {
-	at := func(y int, m time.Month, d, hh, mm, ss int) time.Time { return time.Date(y, m, d, hh, mm, ss, 0, time.UTC) }
+	at := func(y int, m time.Month, d, hh, mm, ss int) time.Time {
+		return time.Date(y, m, d, hh, mm, ss, 0, time.UTC)
+	}
 	cases := []struct {
 		name     string
 		stamp    string
