@@ -48,7 +48,7 @@ http://%[2]s {
 			header: map[string]string{"X-Forwarded-For": "203.0.113.99"}})
 	}
 	o := newOracle()
-	window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, "http://"+addr, reqs) })
+	window(t, 10*time.Second, func(minute time.Time) { fire(t, o, minute, "http://"+addr, reqs) })
 	checkClasses(t, o)
 	lt.verify(t, o, 0)
 	lt.checkSources(t, map[string]int{"tcp": len(reqs)})

@@ -42,7 +42,7 @@ frontend web
 			waitListening(t, p, addr)
 			o := newOracle()
 			reqs := mixedRequests(clientIPs(120))
-			window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, "http://"+addr, reqs) })
+			window(t, 10*time.Second, func(minute time.Time) { fire(t, o, minute, "http://"+addr, reqs) })
 			checkClasses(t, o)
 			lt.verify(t, o, 0)
 			lt.checkSources(t, map[string]int{"syslog-udp": len(reqs)})

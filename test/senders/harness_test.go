@@ -635,7 +635,7 @@ func sshdWorkload(t *testing.T, lt *logtally, sock string) (n5424, n3164 int) {
 	t.Helper()
 	o := newOracle()
 	live := sshdLines(30, 0)
-	window(t, 6*time.Second, func(minute time.Time) {
+	window(t, 10*time.Second, func(minute time.Time) {
 		logger(t, sock, live)
 		o.addSSH(minute, live)
 	})

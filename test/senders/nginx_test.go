@@ -54,7 +54,7 @@ func TestNginxSyslogUDP(t *testing.T) {
 	base := startNginx(t, fmt.Sprintf("access_log syslog:server=%s,tag=nginx combined;", lt.syslogUDP()))
 	o := newOracle()
 	reqs := mixedRequests(clientIPs(120))
-	window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, base, reqs) })
+	window(t, 10*time.Second, func(minute time.Time) { fire(t, o, minute, base, reqs) })
 	checkClasses(t, o)
 	lt.verify(t, o, 0)
 	lt.checkSources(t, map[string]int{"syslog-udp": len(reqs)})
@@ -82,16 +82,16 @@ if $programname == "nginx" then {
 stop
 `, dir, logFile, port(lt.syslogTCP())))
 	p := start(t, nil, rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	// imfile starts at the end of a file it has no state for? No: at its
-	// start, so lines written before rsyslog is up are sent too; still,
-	// wait for rsyslog to have opened the file (its state file or pid).
+	// imfile reads a file it has no state for from its start, so a line
+	// written before it watches the file is not lost; the pid file only
+	// shows that rsyslogd parsed its configuration and is running.
 	waitFor(t, p, "rsyslogd pid file", 20*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "rsyslogd.pid"))
 		return err == nil
 	})
 	o := newOracle()
 	reqs := mixedRequests(clientIPs(120))
-	window(t, 6*time.Second, func(minute time.Time) { fire(t, o, minute, base, reqs) })
+	window(t, 10*time.Second, func(minute time.Time) { fire(t, o, minute, base, reqs) })
 	checkClasses(t, o)
 	lt.verify(t, o, 0)
 	lt.checkSources(t, map[string]int{"syslog-tcp": len(reqs)})
