@@ -34,7 +34,7 @@ type Config struct {
 
 // RegisterFlags registers the auth.* and api.tls.* flags.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.StringVar(&c.IngestToken, "auth.ingest-token", "", "bearer token required by POST /api/v1/ingest (empty: open); set it through LOGTALLY_AUTH_INGEST_TOKEN")
+	f.StringVar(&c.IngestToken, "auth.ingest-token", "", "bearer token required by POST /api/v1/ingest and POST /v1/logs (empty: open); set it through LOGTALLY_AUTH_INGEST_TOKEN")
 	f.StringVar(&c.QueryToken, "auth.query-token", "", "bearer token required by the query API, the dashboard and gRPC (empty: open); set it through LOGTALLY_AUTH_QUERY_TOKEN")
 	f.BoolVar(&c.ProtectMetrics, "auth.protect-metrics", false, "require the query token for /metrics too")
 	f.StringVar(&c.TLSCertFile, "api.tls.cert-file", "", "certificate for HTTPS and gRPC over TLS (empty: plain text)")
@@ -90,7 +90,7 @@ func (c *Config) tokenFor(path string) string {
 			return c.QueryToken
 		}
 		return ""
-	case path == "/api/v1/ingest":
+	case path == "/api/v1/ingest" || path == "/v1/logs": // OTLP/HTTP logs are ingest
 		return c.IngestToken
 	default:
 		return c.QueryToken

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type batch struct {
 	pool  *buffers
 	enc   []byte
 	n     int // lines and oversized entries
+	nl    int // lines
 	size  int
 	peer  string
 	mixed bool
@@ -69,15 +71,80 @@ const (
 	fieldFormat    = 4
 	fieldLines     = 5
 	fieldOversized = 6
+	fieldLineMeta  = 7
 	fieldPrefix    = 1
 	fieldLength    = 2
+	// LineMeta
+	fieldMetaLine     = 1
+	fieldMetaAddr     = 2
+	fieldMetaTime     = 3
+	fieldMetaObserved = 4
 )
 
 func (b *batch) addLine(p []byte) {
 	b.enc = protowire.AppendTag(b.enc, fieldLines, protowire.BytesType)
 	b.enc = protowire.AppendBytes(b.enc, p)
 	b.n++
+	b.nl++
 	b.size += lineCost(len(p))
+}
+
+// lineMeta is what a sender said about one line (logtallyv1.LineMeta):
+// its client address and times, zero when unset.
+type lineMeta struct {
+	addr       netip.Addr
+	timeMS     int64
+	observedMS int64
+}
+
+func (m lineMeta) empty() bool { return !m.addr.IsValid() && m.timeMS == 0 && m.observedMS == 0 }
+
+// maxLineMetaCost bounds what one LineMeta entry adds to a batch.
+const maxLineMetaCost = 2 + (1 + 5) + (2 + 16) + 2*(1+10)
+
+// addLineMeta adds a line and, unless m is empty, its LineMeta entry.
+func (b *batch) addLineMeta(p []byte, m lineMeta) {
+	idx := b.nl
+	b.addLine(p)
+	if m.empty() {
+		return
+	}
+	inner := 1 + protowire.SizeVarint(uint64(idx))
+	var a []byte
+	if m.addr.IsValid() {
+		if m.addr.Is4() {
+			a4 := m.addr.As4()
+			a = a4[:]
+		} else {
+			a16 := m.addr.As16()
+			a = a16[:]
+		}
+		inner += 1 + protowire.SizeBytes(len(a))
+	}
+	if m.timeMS != 0 {
+		inner += 1 + protowire.SizeVarint(uint64(m.timeMS))
+	}
+	if m.observedMS != 0 {
+		inner += 1 + protowire.SizeVarint(uint64(m.observedMS))
+	}
+	start := len(b.enc)
+	b.enc = protowire.AppendTag(b.enc, fieldLineMeta, protowire.BytesType)
+	b.enc = protowire.AppendVarint(b.enc, uint64(inner))
+	b.enc = protowire.AppendTag(b.enc, fieldMetaLine, protowire.VarintType)
+	b.enc = protowire.AppendVarint(b.enc, uint64(idx))
+	if a != nil {
+		b.enc = protowire.AppendTag(b.enc, fieldMetaAddr, protowire.BytesType)
+		b.enc = protowire.AppendBytes(b.enc, a)
+	}
+	if m.timeMS != 0 {
+		b.enc = protowire.AppendTag(b.enc, fieldMetaTime, protowire.VarintType)
+		b.enc = protowire.AppendVarint(b.enc, uint64(m.timeMS))
+	}
+	if m.observedMS != 0 {
+		b.enc = protowire.AppendTag(b.enc, fieldMetaObserved, protowire.VarintType)
+		b.enc = protowire.AppendVarint(b.enc, uint64(m.observedMS))
+	}
+	b.size += len(b.enc) - start
 }
 
 func (b *batch) addOversized(prefix []byte, length uint64) {

@@ -52,6 +52,9 @@ type Config struct {
 	PublishAckTimeout time.Duration `yaml:"publish_ack_timeout"`
 	// Compress is the codec of raw batches on the stream: s2 or none.
 	Compress string `yaml:"compress"`
+	// HTTPMessageField lists the JSON fields, tried in order, that hold the
+	// line of an object in an NDJSON or JSON ingest body (ndjson.go).
+	HTTPMessageField string `yaml:"http_message_field"`
 }
 
 // Values of -ingest.compress.
@@ -75,6 +78,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.Var((*int64Size)(&c.HTTPMaxBodyBytes), "ingest.http.max-body-bytes", "largest HTTP ingest body after decompression (bytes; KiB/MiB suffixes allowed)")
 	f.IntVar(&c.HTTPMaxConcurrent, "ingest.http.max-concurrent", 16, "HTTP ingest requests served at once; more get 429 with Retry-After (memory: up to about twice the body limit each)")
 	f.DurationVar(&c.HTTPTimeout, "ingest.http.timeout", 10*time.Second, "time an HTTP ingest waits for JetStream acks before answering 503")
+	f.StringVar(&c.HTTPMessageField, "ingest.http.message-field", "message,log", "JSON fields, tried in order, holding the line of each object of an application/x-ndjson or application/json ingest body (Vector: message, Fluent Bit: log); dots name nested fields; ?message_field= overrides it per request")
 	f.StringVar(&c.Format, "ingest.format", "", "fixed log format of the TCP line listener; empty detects per line")
 	f.IntVar(&c.PublishMaxInFlight, "ingest.publish.max-in-flight", 32, "unacknowledged batches per source; when all are in flight, TCP readers stop reading")
 	f.DurationVar(&c.PublishAckTimeout, "ingest.publish.ack-timeout", 5*time.Second, "time one publish waits for its ack before the batch is sent again with the same Nats-Msg-Id")
@@ -137,6 +141,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTPTimeout <= 0 {
 		bad("ingest.http.timeout must be positive, got %s", c.HTTPTimeout)
+	}
+	if _, err := parseMessageFields(c.HTTPMessageField); err != nil {
+		bad("ingest.http.message-field: %v", err)
 	}
 	if c.Format != "" && !tokenRE.MatchString(c.Format) {
 		bad("ingest.format %q must match [a-z0-9_-]{1,64}", c.Format)

@@ -33,6 +33,12 @@ type IngestResponse struct {
 	// held (see handleIngest): with an Idempotency-Key, normally the
 	// batches stored by an earlier attempt of the same request.
 	DuplicateBatches int `json:"duplicate_batches"`
+	// Objects is, for a JSON body (application/x-ndjson or
+	// application/json), the number of JSON objects read from it.
+	Objects int `json:"objects,omitempty"`
+	// WithoutMessage is the number of those objects that had none of the
+	// message fields: each was forwarded whole as its line (ndjson.go).
+	WithoutMessage int `json:"without_message,omitempty"`
 }
 
 // IdempotencyKeyHeader names the optional request header of
@@ -107,10 +113,27 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 		key = keys[0]
 	}
 
+	kind := ingestBodyKind(r.Header.Get("Content-Type"))
+	var j *jsonLines
+	if kind != bodyLines {
+		fields := s.messageFields
+		if mf := q.Get("message_field"); mf != "" {
+			var err error
+			if fields, err = parseMessageFields(mf); err != nil {
+				fail(http.StatusBadRequest, "message_field: %v", err)
+				return
+			}
+		}
+		j = &jsonLines{fields: fields, maxLine: s.cfg.MaxLineBytes}
+	}
+
 	body := http.MaxBytesReader(w, r.Body, s.cfg.HTTPMaxBodyBytes)
 	hb := &httpBatches{maxBytes: s.cfg.BatchMaxBytes, pool: s.arenas, peer: r.RemoteAddr, source: source, format: format, first: received}
 	defer hb.release()
-	if c, msg := readBody(body, r.Header.Get("Content-Encoding"), s.cfg.HTTPMaxBodyBytes, s.cfg.MaxLineBytes, hb); c != 0 {
+	if j != nil {
+		j.h = hb
+	}
+	if c, msg := readBodyAs(body, r.Header.Get("Content-Encoding"), s.cfg.HTTPMaxBodyBytes, s.cfg.MaxLineBytes, hb, kind, j); c != 0 {
 		fail(c, "%s", msg)
 		return
 	}
@@ -119,7 +142,7 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stopAfter := context.AfterFunc(s.giveUp, cancel)
 	defer stopAfter()
-	dups, err := s.publishRequest(ctx, key, source, hb.batches)
+	dups, err := s.publishRequest(ctx, "http-", key, source, hb.batches)
 	if err != nil {
 		if r.Context().Err() != nil {
 			code = 499 // client went away; nobody reads the answer
@@ -137,7 +160,13 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 	if hb.blank > 0 {
 		s.m.empty.WithLabelValues(SourceHTTP).Add(float64(hb.blank))
 	}
-	obs.WriteJSON(w, http.StatusOK, IngestResponse{Accepted: hb.lines, Oversized: hb.over, Batches: len(hb.batches), DuplicateBatches: dups})
+	resp := IngestResponse{Accepted: hb.lines, Oversized: hb.over, Batches: len(hb.batches), DuplicateBatches: dups}
+	if j != nil {
+		resp.Objects, resp.WithoutMessage = j.objects, j.noMsg
+		s.m.jsonObjects.Add(float64(j.objects))
+		s.m.jsonWithoutMessage.Add(float64(j.noMsg))
+	}
+	obs.WriteJSON(w, http.StatusOK, resp)
 }
 
 // readBody decodes an ingest body (Content-Encoding enc: none, identity,
@@ -147,30 +176,35 @@ func (s *Service) handleIngest(w http.ResponseWriter, r *http.Request) {
 // 415, or 500 if a batch cannot be encoded) and the message of the error;
 // hb is then incomplete and must not be published.
 func readBody(body io.Reader, enc string, maxBody int64, maxLine int, hb *httpBatches) (int, string) {
-	rd := body
-	switch enc = strings.ToLower(strings.TrimSpace(enc)); enc {
-	case "", "identity":
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			if c, msg := bodyError(err); c != 0 {
-				return c, msg
-			}
-			return http.StatusBadRequest, "bad gzip body: " + err.Error()
-		}
-		defer zr.Close()
-		rd = zr
-	default:
-		return http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q is not supported (use gzip or none)", enc)
-	}
-	rd = &capReader{r: rd, left: maxBody}
-	br := bufio.NewReaderSize(rd, readerSize(maxLine))
-	if err := scanLines(br, maxLine, hb, nil); err != nil {
-		c, msg := bodyError(err)
-		if c == 0 {
-			c, msg = http.StatusBadRequest, "read body: "+err.Error()
-		}
+	return readBodyAs(body, enc, maxBody, maxLine, hb, bodyLines, nil)
+}
+
+// readBodyAs is readBody for a body of the given kind; j (for the JSON
+// kinds) turns objects into lines and must have hb as its handler.
+func readBodyAs(body io.Reader, enc string, maxBody int64, maxLine int, hb *httpBatches, kind bodyKind, j *jsonLines) (int, string) {
+	rd, done, c, msg := decodedBody(body, enc, maxBody)
+	if c != 0 {
 		return c, msg
+	}
+	defer done()
+	switch kind {
+	case bodyJSON:
+		if c, msg := readJSONBody(rd, j); c != 0 {
+			return c, msg
+		}
+	default:
+		var h lineHandler = hb
+		if kind == bodyNDJSON {
+			h = ndjsonHandler{j: j}
+		}
+		br := bufio.NewReaderSize(rd, readerSize(maxLine))
+		if err := scanLines(br, maxLine, h, nil); err != nil {
+			c, msg := bodyError(err)
+			if c == 0 {
+				c, msg = http.StatusBadRequest, "read body: "+err.Error()
+			}
+			return c, msg
+		}
 	}
 	if err := hb.seal(); err != nil {
 		return http.StatusInternalServerError, err.Error()
@@ -178,11 +212,33 @@ func readBody(body io.Reader, enc string, maxBody int64, maxLine int, hb *httpBa
 	return 0, ""
 }
 
+// decodedBody undoes the Content-Encoding enc of body and caps what can be
+// read from it at maxBody bytes (ErrBodyTooLarge beyond). done releases
+// the decoder. On error it returns the status (400, 413, 415) and message.
+func decodedBody(body io.Reader, enc string, maxBody int64) (rd io.Reader, done func(), code int, msg string) {
+	rd, done = body, func() {}
+	switch enc = strings.ToLower(strings.TrimSpace(enc)); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			if c, msg := bodyError(err); c != 0 {
+				return nil, nil, c, msg
+			}
+			return nil, nil, http.StatusBadRequest, "bad gzip body: " + err.Error()
+		}
+		rd, done = zr, func() { _ = zr.Close() }
+	default:
+		return nil, nil, http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q is not supported (use gzip or none)", enc)
+	}
+	return &capReader{r: rd, left: maxBody}, done, 0, ""
+}
+
 // publishRequest publishes a request's batches, at most
 // PublishMaxInFlight at a time across all requests, and waits for every ack.
-// With a key, batch i gets the Nats-Msg-Id http-<key>-<i>. It returns the
-// number of batches JetStream acknowledged as duplicates.
-func (s *Service) publishRequest(ctx context.Context, key, source string, batches []encodedBatch) (int, error) {
+// With a key, batch i gets the Nats-Msg-Id <prefix><key>-<i>. It returns
+// the number of batches JetStream acknowledged as duplicates.
+func (s *Service) publishRequest(ctx context.Context, prefix, key, source string, batches []encodedBatch) (int, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -199,7 +255,7 @@ func (s *Service) publishRequest(ctx context.Context, key, source string, batche
 		}
 		id := ""
 		if key != "" {
-			id = "http-" + key + "-" + strconv.Itoa(i)
+			id = prefix + key + "-" + strconv.Itoa(i)
 		}
 		wg.Add(1)
 		go func(b encodedBatch) {
@@ -344,6 +400,22 @@ func (h *httpBatches) line(p []byte) {
 	h.room(lineCost(len(p))).addLine(p)
 	h.lines++
 	h.bytes += int64(len(p))
+}
+
+// lineMeta adds a line with what its sender said about it (OTLP). An empty
+// line is counted in blank, an oversized one travels as prefix and length
+// without its metadata: the parser dead-letters both.
+func (h *httpBatches) lineMeta(p []byte, m lineMeta, maxLine int) {
+	switch {
+	case len(p) == 0:
+		h.empty()
+	case len(p) > maxLine:
+		h.oversized(p[:min(len(p), oversizedPrefix)], uint64(len(p)))
+	default:
+		h.room(lineCost(len(p))+maxLineMetaCost).addLineMeta(p, m)
+		h.lines++
+		h.bytes += int64(len(p))
+	}
 }
 
 func (h *httpBatches) oversized(prefix []byte, length uint64) {

@@ -26,6 +26,13 @@ type metrics struct {
 	framingErrors   prometheus.Counter
 	batchesInFlight prometheus.Gauge
 	backpressure    prometheus.Counter
+
+	jsonObjects        prometheus.Counter
+	jsonWithoutMessage prometheus.Counter
+	otlpRequests       *prometheus.CounterVec
+	otlpRecords        prometheus.Counter
+	otlpRejected       *prometheus.CounterVec
+	otlpOverrides      *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -51,5 +58,12 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		framingErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_syslog_framing_errors_total", Help: "Syslog TCP frames without a valid octet count; the rest of the connection is read as newline-delimited."}),
 		batchesInFlight: f.NewGauge(prometheus.GaugeOpts{Name: "logtally_ingest_batches_in_flight", Help: "Raw batches published and not yet acknowledged."}),
 		backpressure:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_backpressure_seconds_total", Help: "Time TCP readers spent waiting for a free batch slot (backpressure)."}),
+
+		jsonObjects:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_json_objects_total", Help: "JSON objects read from application/x-ndjson and application/json ingest bodies (each one line of logtally_ingest_lines_total)."}),
+		jsonWithoutMessage: f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_json_without_message_total", Help: "JSON objects of ingest bodies without any -ingest.http.message-field; each was forwarded whole as its line."}),
+		otlpRequests:       f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_otlp_requests_total", Help: "OTLP/HTTP POST /v1/logs requests, by status code and encoding (protobuf, json)."}, []string{"code", "encoding"}),
+		otlpRecords:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_otlp_log_records_total", Help: "OTLP log records accepted and stored as lines (acknowledged by JetStream)."}),
+		otlpRejected:       f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_otlp_rejected_log_records_total", Help: "OTLP log records rejected (answered in partial_success.rejected_log_records), by reason."}, []string{"reason"}),
+		otlpOverrides:      f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_otlp_overrides_total", Help: "OTLP log records whose attributes or fields set the client address (kind address) or the event time (kind time) of their line."}, []string{"kind"}),
 	}
 }

@@ -115,6 +115,8 @@ type Service struct {
 	httpWG   sync.WaitGroup // HTTP ingest requests
 	pending  sync.WaitGroup // batches sealed and not yet acked or given up
 	httpSem  chan struct{}  // in-flight slots of HTTP batches
+
+	messageFields []string // -ingest.http.message-field
 }
 
 // New checks the configuration and prepares the service.
@@ -158,6 +160,7 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		arenas:  newBuffers(cfg.BatchMaxBytes+batchOverhead, cfg.PublishMaxInFlight),
 		s2buf:   newBuffers(s2.MaxEncodedLen(cfg.BatchMaxBytes+batchOverhead), cfg.PublishMaxInFlight),
 	}
+	s.messageFields, _ = parseMessageFields(cfg.HTTPMessageField) // checked by Validate
 	s.giveUp, s.cancelGiveUp = context.WithCancelCause(context.Background())
 	s.msgSeq.Store(uint64(time.Now().UnixMicro()))
 	s.tcpB = s.newBatcher(SourceTCP, cfg.Format)
@@ -209,6 +212,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	if s.deps.Mux != nil {
 		s.deps.Mux.HandleFunc("POST /api/v1/ingest", s.handleIngest)
+		s.deps.Mux.HandleFunc("POST "+OTLPLogsPath, s.handleOTLPLogs)
 	}
 	if s.deps.Health != nil {
 		s.deps.Health.Add(s.Name(), s.ready)
