@@ -75,7 +75,11 @@ func TestIngestJSONBodies(t *testing.T) {
 	ts := httptest.NewServer(e.mux)
 	defer ts.Close()
 	url := ts.URL + "/api/v1/ingest"
-	sorted := func(ls []string) string { ls = append([]string(nil), ls...); sort.Strings(ls); return strings.Join(ls, "\n") }
+	sorted := func(ls []string) string {
+		ls = append([]string(nil), ls...)
+		sort.Strings(ls)
+		return strings.Join(ls, "\n")
+	}
 	want := sorted(shipperLines)
 
 	for _, c := range []struct{ name, ct, body string }{
