@@ -20,7 +20,7 @@ buf generate
 if [[ ${1:-} == --check ]]; then
 	if ! git diff --exit-code --stat -- gen/ || [[ -n $(git status --porcelain --untracked-files=all -- gen/) ]]; then
 		git status --porcelain --untracked-files=all -- gen/ >&2
-		git diff -- gen/ | head -200 >&2
+		git diff -- gen/ | sed -n 1,200p >&2
 		echo "generated code is out of date: run task gen" >&2
 		exit 1
 	fi

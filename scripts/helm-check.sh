@@ -154,7 +154,7 @@ kube_build() {
 	build_kube
 	"$KUBE_BIN/kube-apiserver" --version
 	ensure_etcd
-	etcd --version | head -n 1
+	etcd --version | sed -n 1p # sed reads to the end: head would SIGPIPE etcd under pipefail
 }
 
 start_apiserver() {
