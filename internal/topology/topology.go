@@ -32,6 +32,12 @@ const (
 	StateBucket   = "logtally_state"
 	MembersBucket = "logtally_members"
 
+	// DecisionsBucket holds one key per active decision, with its TTL;
+	// DecisionsStream is their audit trail.
+	DecisionsBucket        = "logtally_decisions"
+	DecisionsStream        = "LOGTALLY_DECISIONS"
+	DecisionsHistoryPrefix = "decisions.history."
+
 	// partitionsKey is stream metadata on ParsedStream recording P.
 	partitionsKey = "logtally.partitions"
 )
@@ -69,7 +75,9 @@ type Config struct {
 	ParsedMaxAge   time.Duration
 	ParsedMaxBytes int64
 	DeadMaxAge     time.Duration
-	DeadMaxBytes   int64
+	// DecisionsMaxAge is how long the decisions' audit trail is kept.
+	DecisionsMaxAge time.Duration
+	DeadMaxBytes    int64
 	// RawMaxBytes bounds the backlog of raw batches not yet parsed (<= 0:
 	// no bound). When it is full the stream refuses new batches, ingest
 	// retries them and pushes back on its senders: a parser outage or a
@@ -93,6 +101,7 @@ func Defaults() Config {
 		ParsedMaxAge:    24 * time.Hour,
 		ParsedMaxBytes:  0,
 		DeadMaxAge:      7 * 24 * time.Hour,
+		DecisionsMaxAge: 90 * 24 * time.Hour,
 		DeadMaxBytes:    1 << 30,
 		RawMaxBytes:     1 << 30,
 		MemberTTL:       10 * time.Second,
@@ -147,6 +156,15 @@ func (cfg Config) Streams(partitions int) []jetstream.StreamConfig {
 			Duplicates:  cfg.DuplicateWindow,
 			Replicas:    cfg.Replicas,
 		},
+		{
+			Name:        DecisionsStream,
+			Description: "audit trail of decisions: decisions.history.<new|deleted|expired>.<rule>",
+			Subjects:    []string{DecisionsHistoryPrefix + ">"},
+			MaxAge:      cfg.DecisionsMaxAge,
+			Discard:     jetstream.DiscardOld,
+			Duplicates:  cfg.DuplicateWindow,
+			Replicas:    cfg.Replicas,
+		},
 	}
 }
 
@@ -159,6 +177,10 @@ func (cfg Config) Buckets() []jetstream.StreamConfig {
 		kvStream(StateBucket, "aggregator checkpoints per partition", 0, cfg.Replicas),
 		kvStream(MembersBucket, "aggregator membership and partition leases", cfg.MemberTTL, cfg.Replicas),
 	}
+	dec := kvStream(DecisionsBucket, "active decisions d.<rule>.<key> (TTL: the ban) and offences o.<rule>.<key>", 0, cfg.Replicas)
+	dec.AllowMsgTTL = true
+	dec.SubjectDeleteMarkerTTL = max(cfg.MarkerTTL, time.Second)
+	out = append(out, dec)
 	for _, r := range cfg.Resolutions {
 		sc := kvStream(r.Bucket(), fmt.Sprintf("exact per-IP counts in %s windows: manifest <start>.<p>, chunks <start>.<p>.<slot>", r.Name), r.Retention, cfg.Replicas)
 		sc.AllowAtomicPublish = true
