@@ -25,6 +25,7 @@ import (
 	"github.com/logtally/logtally/internal/service"
 	"github.com/logtally/logtally/internal/topology"
 	"github.com/logtally/logtally/services/aggregator"
+	"github.com/logtally/logtally/services/detector"
 	"github.com/logtally/logtally/services/ingest"
 	"github.com/logtally/logtally/services/parser"
 	"github.com/logtally/logtally/services/query"
@@ -50,6 +51,7 @@ type App struct {
 	Parser     *parser.Service
 	Aggregator *aggregator.Service
 	Query      *query.Service
+	Detector   *detector.Service
 }
 
 // New validates cfg and prepares the process.
@@ -156,8 +158,18 @@ func (a *App) Start(ctx context.Context) error {
 		}
 		services = append(services, a.Parser)
 	}
+	if a.cfg.Runs(TargetDetector) {
+		dc := a.cfg.Detector
+		dc.RulesFile = a.cfg.RulesFile
+		if a.Detector, err = detector.New(dc, deps); err != nil {
+			return err
+		}
+		services = append(services, a.Detector)
+	}
 	if a.cfg.Runs(TargetQuery) {
-		if a.Query, err = query.New(a.cfg.Query, deps); err != nil {
+		qc := a.cfg.Query
+		qc.RulesFile = a.cfg.RulesFile
+		if a.Query, err = query.New(qc, deps); err != nil {
 			return err
 		}
 		services = append(services, a.Query)

@@ -17,6 +17,7 @@ import (
 	"github.com/logtally/logtally/services/aggregator"
 	"github.com/logtally/logtally/services/ingest"
 	"github.com/logtally/logtally/services/parser"
+	"github.com/logtally/logtally/services/detector"
 	"github.com/logtally/logtally/services/query"
 )
 
@@ -27,9 +28,10 @@ const (
 	TargetParser     = "parser"
 	TargetAggregator = "aggregator"
 	TargetQuery      = "query"
+	TargetDetector   = "detector"
 )
 
-var allTargets = []string{TargetIngest, TargetParser, TargetAggregator, TargetQuery}
+var allTargets = []string{TargetIngest, TargetParser, TargetAggregator, TargetQuery, TargetDetector}
 
 // Config is the root configuration; each component registers its own flags.
 type Config struct {
@@ -45,6 +47,8 @@ type Config struct {
 	ParsedMaxBytes  int64         `yaml:"parsed_max_bytes"`
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	Retention1h     time.Duration `yaml:"retention_1h"`
+	RulesFile       string        `yaml:"rules_file"`
+	DecisionsMaxAge time.Duration `yaml:"decisions_max_age"`
 
 	API        apiauth.Config    `yaml:"api"`
 	Log        obs.LogConfig     `yaml:"log"`
@@ -53,11 +57,12 @@ type Config struct {
 	Parser     parser.Config     `yaml:"parser"`
 	Aggregator aggregator.Config `yaml:"aggregator"`
 	Query      query.Config      `yaml:"query"`
+	Detector   detector.Config   `yaml:"detector"`
 }
 
 // RegisterFlags registers every flag of the binary.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.StringVar(&c.Target, "target", TargetAll, "what to run: all, or a comma list of ingest, parser, aggregator, query")
+	f.StringVar(&c.Target, "target", TargetAll, "what to run: all, or a comma list of ingest, parser, aggregator, query, detector")
 	f.StringVar(&c.ConfigFile, config.FileFlag, "", "YAML config file; keys nest by the dots of flag names")
 	f.StringVar(&c.DataDir, "data.dir", "./data", "directory of the embedded NATS server's JetStream data")
 	f.StringVar(&c.HTTPAddr, "http.addr", ":8080", "HTTP address: API, ingest, /healthz, /readyz, /metrics, dashboard")
@@ -69,6 +74,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.ParsedMaxAge, "parsed.max-age", 24*time.Hour, "keep parsed batches no aggregator counted this long (0: no limit); counted ones are purged anyway, lost ones are reported")
 	f.Int64Var(&c.ParsedMaxBytes, "parsed.max-bytes", 0, "bytes of parsed batches not yet counted before parsers are pushed back (0: no bound)")
 	f.DurationVar(&c.DuplicateWindow, "nats.duplicate-window", 2*time.Minute, "JetStream duplicate window of the streams: publish retries within it are stored once; retries past it are counted (logtally_ingest_retries_past_dedup_window_total)")
+	f.StringVar(&c.RulesFile, "rules.file", "", "detector rules (YAML, docs/rules.md), reloaded when it changes; the query target reads its allow list and mode")
+	f.DurationVar(&c.DecisionsMaxAge, "decisions.history-max-age", 90*24*time.Hour, "how long the audit trail of decisions (stream LOGTALLY_DECISIONS) is kept")
 	c.API.RegisterFlags(f)
 	c.Log.RegisterFlags(f)
 	c.NATS.RegisterFlags(f)
@@ -76,6 +83,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Parser.RegisterFlags(f)
 	c.Aggregator.RegisterFlags(f)
 	c.Query.RegisterFlags(f)
+	c.Detector.RegisterFlags(f)
 }
 
 // Targets returns the components to run.
@@ -118,6 +126,7 @@ func (c *Config) Topology() topology.Config {
 	t.ParsedMaxAge = c.ParsedMaxAge
 	t.ParsedMaxBytes = c.ParsedMaxBytes
 	t.DuplicateWindow = c.DuplicateWindow
+	t.DecisionsMaxAge = c.DecisionsMaxAge
 	return t
 }
 
@@ -165,6 +174,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runs(TargetQuery) {
 		errs = append(errs, c.Query.Validate())
+	}
+	if c.Runs(TargetDetector) {
+		errs = append(errs, c.Detector.Validate())
 	}
 	return errors.Join(errs...)
 }

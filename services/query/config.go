@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/logtally/logtally/internal/windows"
@@ -28,6 +29,11 @@ type Config struct {
 	FetchConcurrency int `yaml:"fetch_concurrency"`
 	// DefaultLast is the range used when a query gives none.
 	DefaultLast time.Duration `yaml:"default_last"`
+	// BouncerKeys are the API keys bouncers present in X-Api-Key.
+	BouncerKeys []string `yaml:"bouncer_keys"`
+	// RulesFile is the detector's rules file, read for its allow list and
+	// mode (set from the root config's -rules.file).
+	RulesFile string `yaml:"-"`
 }
 
 // RegisterFlags registers the grpc.addr and query.* flags.
@@ -40,6 +46,14 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.Int64Var(&c.CacheBytes, "query.cache-bytes", 256<<20, "memory bound (estimated bytes) of the cache of decoded window manifests and chunks")
 	f.IntVar(&c.FetchConcurrency, "query.fetch-concurrency", 16, "concurrent KV gets of one query")
 	f.Var(newDaysValue(&c.DefaultLast, 15*time.Minute), "query.default-last", "range of a query that gives neither last nor from/to")
+	f.Func("decisions.bouncer-key", "API key of a bouncer (X-Api-Key of /v1/decisions…; repeatable or a comma list); without one the bouncer API answers 403", func(v string) error {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.BouncerKeys = append(c.BouncerKeys, k)
+			}
+		}
+		return nil
+	})
 }
 
 // Validate checks the configuration.

@@ -31,7 +31,9 @@ import (
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/service"
+	"github.com/logtally/logtally/internal/decisions"
 	"github.com/logtally/logtally/internal/windows"
+	"github.com/logtally/logtally/services/detector"
 )
 
 // Service is the query stage.
@@ -44,6 +46,10 @@ type Service struct {
 
 	reader  *windows.Reader
 	metrics *metrics
+
+	decisions *decisions.Store
+	cursors   *cursors
+	rules     *detector.RulesFile // the allow list; nil without -rules.file
 
 	ctx      context.Context // ends when Stop begins
 	cancel   context.CancelFunc
@@ -137,8 +143,23 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.deps.Health != nil {
 		s.deps.Health.Add(s.Name(), s.readiness)
 	}
+	if err := s.startDecisions(ctx); err != nil {
+		s.cancel()
+		s.grpc.Stop()
+		_ = s.reader.Stop(ctx)
+		return fmt.Errorf("query: %w", err)
+	}
+	if s.cfg.RulesFile != "" {
+		if s.rules, err = detector.OpenRules(s.cfg.RulesFile, s.log, nil); err != nil {
+			s.cancel()
+			s.grpc.Stop()
+			_ = s.reader.Stop(ctx)
+			return fmt.Errorf("query: %w", err)
+		}
+	}
 	if s.deps.Mux != nil {
 		s.registerHTTP(s.deps.Mux)
+		s.registerDecisions(s.deps.Mux)
 	}
 	s.log.Info("query serving", "grpc", lis.Addr().String(), "partitions", s.deps.Topology.Partitions)
 	return nil
@@ -179,6 +200,9 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	s.health.Shutdown()
 	s.cancel()
+	if s.rules != nil {
+		_ = s.rules.Close()
+	}
 	// Stopping the reader ends every watch stream (WatchTop, SSE).
 	rerr := s.reader.Stop(ctx)
 	stopped := make(chan struct{})
@@ -211,8 +235,9 @@ func (s *Service) Stop(ctx context.Context) error {
 }
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	bouncerDenied prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
@@ -224,6 +249,9 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Name: "logtally_query_duration_seconds", Help: "Query latency by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"op"}),
+		bouncerDenied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logtally_query_bouncer_denied_total", Help: "Bouncer API requests refused for a missing or unknown X-Api-Key (403).",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -231,7 +259,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	stat := func(f func(windows.Stats) float64) func() float64 {
 		return func() float64 { return f(s.reader.Stats()) }
 	}
-	reg.MustRegister(m.requests, m.duration,
+	reg.MustRegister(m.requests, m.duration, m.bouncerDenied,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_cache_hits_total", Help: "Manifest and chunk reads served by the cache."},
 			stat(func(st windows.Stats) float64 { return float64(st.CacheHits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_cache_misses_total", Help: "Manifest and chunk reads that missed the cache."},

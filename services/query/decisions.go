@@ -1,0 +1,261 @@
+package query
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/logtally/logtally/internal/decisions"
+	"github.com/logtally/logtally/internal/obs"
+)
+
+// Decisions over HTTP: the API (list, ban by hand, unban, blocklist) and a
+// CrowdSec LAPI-compatible bouncer API, so that the bouncers operators
+// already run (crowdsec-firewall-bouncer, crowdsec-custom-bouncer, …)
+// enforce logtally's decisions.
+//
+//	GET    /api/v1/decisions                  active decisions (simulated ones flagged)
+//	POST   /api/v1/decisions                  {"key","duration","reason"}: a ban by hand
+//	DELETE /api/v1/decisions/{id}             unban
+//	GET    /api/v1/decisions/blocklist.txt    one IP or CIDR a line
+//	GET    /v1/decisions/stream?startup=      bouncers: new and deleted since the last poll (X-Api-Key)
+//	GET    /v1/decisions?ip=                  bouncers: decisions covering an IP (X-Api-Key)
+
+func (s *Service) registerDecisions(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/decisions", s.handleDecisions)
+	mux.HandleFunc("POST /api/v1/decisions", s.handleBan)
+	mux.HandleFunc("DELETE /api/v1/decisions/{id}", s.handleUnban)
+	mux.HandleFunc("GET /api/v1/decisions/blocklist.txt", s.handleBlocklist)
+	mux.HandleFunc("GET /v1/decisions/stream", s.bouncer(s.handleBouncerStream))
+	mux.HandleFunc("GET /v1/decisions", s.bouncer(s.handleBouncerDecisions))
+}
+
+// decisionJSON is a decision as the API answers it.
+type decisionJSON struct {
+	decisions.Decision
+	LeftSeconds float64 `json:"left_seconds"`
+}
+
+func (s *Service) handleDecisions(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	items := []decisionJSON{}
+	for _, d := range s.decisions.Active(true) {
+		items = append(items, decisionJSON{d, d.Left(now).Seconds()})
+	}
+	obs.WriteJSON(w, http.StatusOK, map[string]any{"mode": s.mode(), "items": items})
+}
+
+// mode is the rules file's mode ("enforce" without one).
+func (s *Service) mode() string {
+	if s.rules == nil {
+		return "enforce"
+	}
+	return string(s.rules.Current().Mode)
+}
+
+type banRequest struct {
+	Key      string `json:"key"`
+	Duration string `json:"duration"`
+	Reason   string `json:"reason"`
+}
+
+func (s *Service) handleBan(w http.ResponseWriter, r *http.Request) {
+	var req banRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		obs.WriteError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	key, err := parseKey(req.Key)
+	if err != nil {
+		obs.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	d, err := time.ParseDuration(req.Duration)
+	if err != nil || d < time.Second || d > 365*24*time.Hour {
+		obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("duration %q: want a Go duration between 1s and 8760h", req.Duration))
+		return
+	}
+	if s.rules != nil && s.rules.Current().Allowed(key) {
+		obs.WriteError(w, http.StatusForbidden, fmt.Sprintf("%s: %v", key, decisions.ErrAllowed))
+		return
+	}
+	now := s.now().UTC()
+	by := "api"
+	if r.RemoteAddr != "" {
+		by = "api " + r.RemoteAddr
+	}
+	created, err := s.decisions.Create(r.Context(), decisions.Decision{
+		Rule: decisions.ManualRule, Key: key.String(), Origin: "manual", Reason: req.Reason,
+		By: by, Created: now, Until: now.Add(d),
+	}, d)
+	switch {
+	case errors.Is(err, decisions.ErrActive):
+		obs.WriteError(w, http.StatusConflict, fmt.Sprintf("%s is banned by hand already; delete that decision first", key))
+	case err != nil:
+		obs.WriteError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		obs.WriteJSON(w, http.StatusCreated, decisionJSON{created, d.Seconds()})
+	}
+}
+
+// parseKey takes an address or a prefix, canonical (masked, unmapped).
+func parseKey(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap().WithZone("")
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("key %q is neither an IP address nor a CIDR prefix", s)
+	}
+	if p.Addr().Is4In6() {
+		p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+	}
+	return p.Masked(), nil
+}
+
+func (s *Service) handleUnban(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("decision id %q is not a number", r.PathValue("id")))
+		return
+	}
+	d, err := s.decisions.Delete(r.Context(), id, "api "+r.RemoteAddr)
+	switch {
+	case errors.Is(err, decisions.ErrNotFound):
+		obs.WriteError(w, http.StatusNotFound, fmt.Sprintf("decision %d: %v", id, err))
+	case err != nil:
+		obs.WriteError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		obs.WriteJSON(w, http.StatusOK, decisionJSON{d, 0})
+	}
+}
+
+func (s *Service) handleBlocklist(w http.ResponseWriter, r *http.Request) {
+	seen := map[string]bool{}
+	var b strings.Builder
+	for _, d := range s.decisions.Active(false) {
+		if v := d.Value(); !seen[v] {
+			seen[v] = true
+			b.WriteString(v)
+			b.WriteByte('\n')
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// bouncer authenticates a bouncer by its X-Api-Key, as CrowdSec's LAPI
+// does: 403 for a missing or unknown key.
+func (s *Service) bouncer(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("X-Api-Key")
+		for _, k := range s.cfg.BouncerKeys {
+			if got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(k)) == 1 {
+				h(w, r, k)
+				return
+			}
+		}
+		s.metrics.bouncerDenied.Inc()
+		obs.WriteJSON(w, http.StatusForbidden, map[string]string{"message": "access forbidden"})
+	}
+}
+
+// crowdsecDecision is a decision in CrowdSec's LAPI model.
+type crowdsecDecision struct {
+	Duration string `json:"duration"`
+	ID       uint64 `json:"id"`
+	Origin   string `json:"origin"`
+	Scenario string `json:"scenario"`
+	Scope    string `json:"scope"`
+	Type     string `json:"type"`
+	Value    string `json:"value"`
+}
+
+func toCrowdsec(ds []decisions.Decision, now time.Time) []crowdsecDecision {
+	if len(ds) == 0 {
+		return nil // CrowdSec answers null for no decisions
+	}
+	out := make([]crowdsecDecision, 0, len(ds))
+	for _, d := range ds {
+		left := d.Left(now).Round(time.Second)
+		scenario := "logtally/" + d.Rule
+		out = append(out, crowdsecDecision{
+			Duration: left.String(), ID: d.ID, Origin: "logtally", Scenario: scenario,
+			Scope: d.Scope(), Type: "ban", Value: d.Value(),
+		})
+	}
+	return out
+}
+
+// cursors remembers, per bouncer key, the decisions revision its last
+// poll was answered at. It is per process: a bouncer whose polls reach
+// another query replica gets a startup answer there first.
+type cursors struct {
+	mu  sync.Mutex
+	rev map[string]uint64
+}
+
+func (s *Service) handleBouncerStream(w http.ResponseWriter, r *http.Request, key string) {
+	startup := r.URL.Query().Get("startup") == "true"
+	now := s.now()
+	s.cursors.mu.Lock()
+	defer s.cursors.mu.Unlock()
+	rev, known := s.cursors.rev[key]
+	var added, deleted []decisions.Decision
+	cur := s.decisions.Rev()
+	ok := false
+	if known && !startup {
+		added, deleted, cur, ok = s.decisions.Since(rev)
+	}
+	if !ok {
+		added = s.decisions.Active(false)
+		deleted = nil
+	}
+	s.cursors.rev[key] = cur
+	obs.WriteJSON(w, http.StatusOK, map[string]any{"new": toCrowdsec(added, now), "deleted": toCrowdsec(deleted, now)})
+}
+
+func (s *Service) handleBouncerDecisions(w http.ResponseWriter, r *http.Request, _ string) {
+	ipStr := r.URL.Query().Get("ip")
+	if ipStr == "" {
+		obs.WriteJSON(w, http.StatusOK, toCrowdsec(s.decisions.Active(false), s.now()))
+		return
+	}
+	ip, err := netip.ParseAddr(ipStr)
+	if err != nil {
+		obs.WriteJSON(w, http.StatusBadRequest, map[string]string{"message": fmt.Sprintf("ip %q is not an IP address", ipStr)})
+		return
+	}
+	obs.WriteJSON(w, http.StatusOK, toCrowdsec(s.decisions.Lookup(ip), s.now()))
+}
+
+// startDecisions opens the decisions store and its index, and the rules
+// file for the allow list.
+func (s *Service) startDecisions(ctx context.Context) error {
+	st, err := decisions.Open(ctx, s.deps.NATS.JS)
+	if err != nil {
+		return err
+	}
+	if err := st.Watch(s.ctx, nil); err != nil {
+		return err
+	}
+	select {
+	case <-st.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.decisions = st
+	s.cursors = &cursors{rev: map[string]uint64{}}
+	return nil
+}
