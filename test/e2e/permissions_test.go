@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,7 +39,12 @@ func TestLeastPrivilegePermissions(t *testing.T) {
 	front := startApp(t, "ingest", newConfig(t, append(as("ingest"), "-target=ingest")...))
 	startApp(t, "parser", newConfig(t, append(as("parser"), "-target=parser")...))
 	startApp(t, "aggregator", newConfig(t, append(as("aggregator"), "-target=aggregator")...))
-	q := startApp(t, "query", newConfig(t, append(as("query"), "-target=query", "-http.addr=127.0.0.1:0")...))
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("rules:\n  - {name: flood, key: ip, range: 5m, threshold: 1000, ban: 10m, class: requests}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startApp(t, "detector", newConfig(t, append(as("detector"), "-target=detector", "-rules.file="+rules, "-detector.interval=200ms")...))
+	q := startApp(t, "query", newConfig(t, append(as("query"), "-target=query", "-http.addr=127.0.0.1:0", "-rules.file="+rules)...))
 
 	w := newWorkload(t, 20000, 7)
 	sendTCP(t, front.Ingest.TCPAddr(), w.tcpWithMalformed())
@@ -45,6 +52,26 @@ func TestLeastPrivilegePermissions(t *testing.T) {
 	ref := w.tcpRef
 	c.waitTotals(t, w.from, w.to, ref.total, uint64(len(w.malformed)), 2*time.Minute)
 	verify(t, c, ref, w.from, w.to, uint64(len(w.malformed)))
+
+	// The detector, as its own user, bans a flood of now; query serves it.
+	flood := make([][]byte, 1500)
+	ts := time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700")
+	for i := range flood {
+		flood[i] = []byte("203.0.113.250 - - [" + ts + "] \"GET / HTTP/1.1\" 200 1")
+	}
+	sendTCP(t, front.Ingest.TCPAddr(), flood)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var ds struct{ Items []struct{ Key, Rule string } }
+		c.getJSON(t, "/api/v1/decisions", &ds)
+		if len(ds.Items) == 1 && ds.Items[0].Key == "203.0.113.250/32" && ds.Items[0].Rule == "flood" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no decision for the flood: %+v", ds.Items)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// Ingest may not forge parsed records, query may not write counts.
 	denied := func(user, subject string) {
@@ -68,4 +95,6 @@ func TestLeastPrivilegePermissions(t *testing.T) {
 	denied("ingest", "logs.parsed.0")
 	denied("query", "$KV.logtally_counts_1m.1.0")
 	denied("parser", "$KV.logtally_state.cp.0")
+	denied("detector", "$KV.logtally_counts_1m.1.0")
+	denied("ingest", "$KV.logtally_decisions.d.flood.203_0_113_1")
 }
