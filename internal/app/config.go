@@ -15,9 +15,9 @@ import (
 	"github.com/logtally/logtally/internal/obs"
 	"github.com/logtally/logtally/internal/topology"
 	"github.com/logtally/logtally/services/aggregator"
+	"github.com/logtally/logtally/services/detector"
 	"github.com/logtally/logtally/services/ingest"
 	"github.com/logtally/logtally/services/parser"
-	"github.com/logtally/logtally/services/detector"
 	"github.com/logtally/logtally/services/query"
 )
 

@@ -20,7 +20,7 @@ type Decision struct {
 	Count     uint64    `json:"count"`
 	Threshold uint64    `json:"threshold"`
 	Class     string    `json:"class,omitempty"`
-	Range     string    `json:"range,omitempty"` // the rule's sliding range
+	Range     string    `json:"range,omitempty"`  // the rule's sliding range
 	Window    string    `json:"window,omitempty"` // the evaluated range [from, to)
 	Origin    string    `json:"origin"`           // "logtally" (a rule) or "manual"
 	Reason    string    `json:"reason,omitempty"`

@@ -81,14 +81,14 @@ type Escalation struct {
 
 // Limits and defaults of the schema.
 const (
-	DefaultPrefixV4        = 24
-	DefaultPrefixV6        = 64
-	DefaultEscalationFactor  = 2.0
-	DefaultEscalationMax   = 7 * 24 * time.Hour
-	MaxRange               = 24 * time.Hour
-	MaxRulesDuration       = 3650 * 24 * time.Hour // ban, max, lookback
-	MaxRulesFileSize       = 4 << 20
-	maxReportedRulesErrors = 20
+	DefaultPrefixV4         = 24
+	DefaultPrefixV6         = 64
+	DefaultEscalationFactor = 2.0
+	DefaultEscalationMax    = 7 * 24 * time.Hour
+	MaxRange                = 24 * time.Hour
+	MaxRulesDuration        = 3650 * 24 * time.Hour // ban, max, lookback
+	MaxRulesFileSize        = 4 << 20
+	maxReportedRulesErrors  = 20
 )
 
 var ruleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

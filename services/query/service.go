@@ -30,8 +30,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
-	"github.com/logtally/logtally/internal/service"
 	"github.com/logtally/logtally/internal/decisions"
+	"github.com/logtally/logtally/internal/service"
 	"github.com/logtally/logtally/internal/windows"
 	"github.com/logtally/logtally/services/detector"
 )
