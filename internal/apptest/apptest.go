@@ -3,10 +3,15 @@
 package apptest
 
 import (
+	"bufio"
+	"context"
 	"flag"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -42,4 +47,59 @@ func Logger(name string) hclog.Logger {
 		return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug})
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Error, Output: io.Discard})
+}
+
+// Start builds an app from Config(t, args...), starts it and stops it when
+// the test ends.
+func Start(t testing.TB, args ...string) *app.App {
+	t.Helper()
+	a, err := app.New(Config(t, args...), Logger("logtally"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = a.Stop(ctx)
+	})
+	return a
+}
+
+// SendAccessLines writes n combined-format lines of each ip, stamped ts,
+// over one TCP connection to addr.
+func SendAccessLines(t testing.TB, addr net.Addr, ts time.Time, n int, ips ...string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := bufio.NewWriterSize(c, 64<<10)
+	stamp := ts.UTC().Format("02/Jan/2006:15:04:05 -0700")
+	for _, ip := range ips {
+		for range n {
+			fmt.Fprintf(w, "%s - - [%s] \"GET / HTTP/1.1\" 200 12\n", ip, stamp)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Eventually polls ok every 50ms until it holds, failing the test after
+// timeout.
+func Eventually(t testing.TB, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

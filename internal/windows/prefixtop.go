@@ -45,28 +45,107 @@ func (r *Reader) TopPrefixes(ctx context.Context, rg Range, pq PrefixQuery) (Pre
 	if pq.N < 1 || pq.N > r.cfg.MaxN {
 		return PrefixResult{}, Invalidf("n must be between 1 and %d, got %d", r.cfg.MaxN, pq.N)
 	}
-	if pq.Class < 0 || pq.Class >= counts.NumClasses {
-		return PrefixResult{}, Invalidf("class %s is not one of requests, 4xx, 5xx, auth_failure, bytes", pq.Class)
+	var t *topK
+	var ips map[[counts.AddrLen]byte]uint64 // of the networks in t
+	err := r.scanNetworks(ctx, rg, pq.Within, pq.V4Bits, pq.V6Bits, pq.Class, func() func(*prefixAcc) bool {
+		t, ips = newTopK(pq.N), map[[counts.AddrLen]byte]uint64{}
+		return func(acc *prefixAcc) bool {
+			if v := acc.c.Get(pq.Class); v > 0 {
+				r := ranked{addr: acc.net, count: v, c: acc.c}
+				if !t.full() || better(&r, t.worst()) {
+					if t.full() {
+						delete(ips, t.worst().addr)
+					}
+					t.add(r)
+					ips[acc.net] = acc.ips
+				}
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return PrefixResult{}, err
 	}
-	if pq.V4Bits < 0 || pq.V4Bits > 32 {
-		return PrefixResult{}, Invalidf("IPv4 prefix length must be between 0 and 32, got %d", pq.V4Bits)
+	best := t.sorted()
+	res := PrefixResult{Range: rg, Class: pq.Class, Items: make([]PrefixCount, len(best))}
+	for i, b := range best {
+		bits := pq.V6Bits
+		if isV4(&b.addr) {
+			bits = pq.V4Bits
+		}
+		acc := prefixAcc{net: b.addr, bits: bits, c: b.c, ips: ips[b.addr]}
+		res.Items[i] = acc.count(b.count)
 	}
-	if pq.V6Bits < 0 || pq.V6Bits > 128 {
-		return PrefixResult{}, Invalidf("IPv6 prefix length must be between 0 and 128, got %d", pq.V6Bits)
+	return res, nil
+}
+
+// AboveQuery says which keys Above lists: the addresses (V4Bits 32 and
+// V6Bits 128) or networks whose counter of Class over the range is above
+// Min.
+type AboveQuery struct {
+	Class          counts.Class
+	Min            uint64
+	V4Bits, V6Bits int
+	// Limit is the most keys listed (those keep accepts).
+	Limit int
+}
+
+// Above lists, in address order, the keys above aq.Min for which keep
+// (called as the keys pass) returns true, at most aq.Limit of them; more
+// says that further keys passed keep. Unlike Top it reads every list of
+// the range whole: it is for the cases where Top's N is not enough, such
+// as deciding a million offenders a thousand at a time.
+func (r *Reader) Above(ctx context.Context, rg Range, aq AboveQuery, keep func(PrefixCount) bool) (items []PrefixCount, more bool, err error) {
+	if aq.Limit < 1 {
+		return nil, false, Invalidf("limit must be at least 1, got %d", aq.Limit)
+	}
+	err = r.scanNetworks(ctx, rg, netip.Prefix{}, aq.V4Bits, aq.V6Bits, aq.Class, func() func(*prefixAcc) bool {
+		items, more = items[:0], false
+		return func(acc *prefixAcc) bool {
+			v := acc.c.Get(aq.Class)
+			if v <= aq.Min {
+				return true
+			}
+			pc := acc.count(v)
+			if !keep(pc) {
+				return true
+			}
+			if len(items) == aq.Limit {
+				more = true
+				return false
+			}
+			items = append(items, pc)
+			return true
+		}
+	})
+	return items, more, err
+}
+
+// scanNetworks merges every list of rg (inside within, when valid) by
+// address and passes each network of v4Bits / v6Bits bits to the sink
+// that start makes (anew for each attempt of the query), until the sink
+// returns false.
+func (r *Reader) scanNetworks(ctx context.Context, rg Range, within netip.Prefix, v4Bits, v6Bits int, class counts.Class, start func() func(*prefixAcc) bool) error {
+	if class < 0 || class >= counts.NumClasses {
+		return Invalidf("class %s is not one of requests, 4xx, 5xx, auth_failure, bytes", class)
+	}
+	if v4Bits < 0 || v4Bits > 32 {
+		return Invalidf("IPv4 prefix length must be between 0 and 32, got %d", v4Bits)
+	}
+	if v6Bits < 0 || v6Bits > 128 {
+		return Invalidf("IPv6 prefix length must be between 0 and 128, got %d", v6Bits)
 	}
 	if err := r.CheckRange(rg); err != nil {
-		return PrefixResult{}, err
+		return err
 	}
 	var lo, hi *[counts.AddrLen]byte
 	var pr *prefixRange
-	if pq.Within.IsValid() {
-		pr = newPrefixRange(pq.Within)
+	if within.IsValid() {
+		pr = newPrefixRange(within)
 		lo, hi = &pr.lo, &pr.hi
 	}
 	segs := decompose(rg.From.Unix(), rg.To.Unix(), r.sizes)
-	var best []ranked
-	var ips map[[counts.AddrLen]byte]uint64
-	err := r.run(ctx, func(q *query) error {
+	return r.run(ctx, func(q *query) error {
 		ws, err := q.windows(segs, -1)
 		if err != nil {
 			return err
@@ -75,9 +154,9 @@ func (r *Reader) TopPrefixes(ctx context.Context, rg Range, pq PrefixQuery) (Pre
 		if err != nil {
 			return err
 		}
-		s := newPrefixSummer(pq, newTopK(pq.N))
+		s := newPrefixSummer(v4Bits, v6Bits, start())
 		var e counts.Entry
-		for n := 0; ; n++ {
+		for n := 0; !s.stop; n++ {
 			ok, err := m.next(&e)
 			if err != nil {
 				return err
@@ -95,51 +174,43 @@ func (r *Reader) TopPrefixes(ctx context.Context, rg Range, pq PrefixQuery) (Pre
 			}
 		}
 		s.finish()
-		best, ips = s.t.sorted(), s.ips
 		return nil
 	})
-	if err != nil {
-		return PrefixResult{}, err
-	}
-	res := PrefixResult{Range: rg, Class: pq.Class, Items: make([]PrefixCount, len(best))}
-	for i, b := range best {
-		bits := pq.V6Bits
-		if isV4(&b.addr) {
-			bits = pq.V4Bits
-		}
-		res.Items[i] = PrefixCount{Prefix: netip.PrefixFrom(counts.Unpack(b.addr), bits), Count: b.count, Counters: b.c, IPs: ips[b.addr]}
-	}
-	return res, nil
 }
 
 // prefixAcc is one network being summed.
 type prefixAcc struct {
-	net [counts.AddrLen]byte
-	c   counts.Counters
-	ips uint64
-	set bool
+	net  [counts.AddrLen]byte
+	bits int // of the unpacked address
+	c    counts.Counters
+	ips  uint64
+	set  bool
+}
+
+// count is the network as an answer, counting v.
+func (acc *prefixAcc) count(v uint64) PrefixCount {
+	return PrefixCount{Prefix: netip.PrefixFrom(counts.Unpack(acc.net), acc.bits), Count: v, Counters: acc.c, IPs: acc.ips}
 }
 
 // prefixSummer sums a stream of IPs in run order (counts.CompareAddr) into
-// networks. In that order the IPs of a network are adjacent, except for the
-// IPv6 network that holds ::ffff:0:0/96 (::/64, say): its addresses below
-// the IPv4 block come before IPv4, the others after, so it is summed on
-// the side.
+// networks and passes each to sink. In that order the IPs of a network are
+// adjacent, except for the IPv6 network that holds ::ffff:0:0/96 (::/64,
+// say): its addresses below the IPv4 block come before IPv4, the others
+// after, so it is summed on the side.
 type prefixSummer struct {
 	v4Bits, v6Bits int
-	class          counts.Class
-	t              *topK
-	ips            map[[counts.AddrLen]byte]uint64 // of the networks in t
+	sink           func(*prefixAcc) bool
+	stop           bool
 	cur, split     prefixAcc
 	splitNet       [counts.AddrLen]byte
 	hasSplit       bool
 }
 
-func newPrefixSummer(pq PrefixQuery, t *topK) *prefixSummer {
-	s := &prefixSummer{v4Bits: pq.V4Bits + 96, v6Bits: pq.V6Bits, class: pq.Class, t: t, ips: map[[counts.AddrLen]byte]uint64{}}
-	if pq.V6Bits <= 96 {
+func newPrefixSummer(v4Bits, v6Bits int, sink func(*prefixAcc) bool) *prefixSummer {
+	s := &prefixSummer{v4Bits: v4Bits, v6Bits: v6Bits, sink: sink}
+	if v6Bits <= 96 {
 		s.hasSplit = true
-		s.splitNet = maskAddr([counts.AddrLen]byte{10: 0xff, 11: 0xff}, pq.V6Bits)
+		s.splitNet = maskAddr([counts.AddrLen]byte{10: 0xff, 11: 0xff}, v6Bits)
 	}
 	return s
 }
@@ -160,11 +231,11 @@ func maskAddr(a [counts.AddrLen]byte, bits int) [counts.AddrLen]byte {
 
 func (s *prefixSummer) add(e *counts.Entry) {
 	v4 := isV4(&e.Addr)
-	bits := s.v6Bits
+	bits, packed := s.v6Bits, s.v6Bits
 	if v4 {
-		bits = s.v4Bits
+		bits, packed = s.v4Bits, s.v4Bits+96
 	}
-	net := maskAddr(e.Addr, bits)
+	net := maskAddr(e.Addr, packed)
 	acc := &s.cur
 	if !v4 && s.hasSplit && net == s.splitNet {
 		acc = &s.split
@@ -172,7 +243,7 @@ func (s *prefixSummer) add(e *counts.Entry) {
 		s.emit(&s.cur)
 	}
 	if !acc.set {
-		*acc = prefixAcc{net: net, set: true}
+		*acc = prefixAcc{net: net, bits: bits, set: true}
 	}
 	acc.c.Add(e.Counters)
 	acc.ips++
@@ -184,18 +255,8 @@ func (s *prefixSummer) finish() {
 }
 
 func (s *prefixSummer) emit(acc *prefixAcc) {
-	if !acc.set {
-		return
-	}
-	if v := acc.c.Get(s.class); v > 0 {
-		r := ranked{addr: acc.net, count: v, c: acc.c}
-		if !s.t.full() || better(&r, s.t.worst()) {
-			if s.t.full() {
-				delete(s.ips, s.t.worst().addr)
-			}
-			s.t.add(r)
-			s.ips[acc.net] = acc.ips
-		}
+	if acc.set && !s.stop && !s.sink(acc) {
+		s.stop = true
 	}
 	*acc = prefixAcc{}
 }

@@ -109,3 +109,46 @@ func TestTopPrefixesRejects(t *testing.T) {
 		}
 	}
 }
+
+// Above lists every address (or network) over the minimum once, skips
+// what keep refuses, and stops at the limit saying that more passed.
+func TestAboveMatchesReference(t *testing.T) {
+	e := newEnv(t, envOpts{maxPayload: 64 << 10, layout: smallLayout})
+	d, _ := genData(4, 6000)
+	e.write(d, 4)
+	ctx := context.Background()
+	for _, rg := range testRanges {
+		r := Range{at(rg.from), at(rg.to)}
+		for _, sz := range [][2]int{{32, 128}, {24, 64}} {
+			for _, min := range []uint64{0, 2, 50} {
+				all := refPrefixTop(d, r, PrefixQuery{N: 1 << 30, Class: counts.Requests, V4Bits: sz[0], V6Bits: sz[1]})
+				want := map[netip.Prefix]PrefixCount{}
+				for _, pc := range all {
+					// Every other network is refused by keep.
+					if pc.Count > min && pc.Prefix.Addr().As16()[15]%2 == 0 {
+						want[pc.Prefix] = pc
+					}
+				}
+				keep := func(pc PrefixCount) bool { return pc.Prefix.Addr().As16()[15]%2 == 0 }
+				got, more, err := e.r.Above(ctx, r, AboveQuery{Class: counts.Requests, Min: min, V4Bits: sz[0], V6Bits: sz[1], Limit: 1 << 20}, keep)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if more || len(got) != len(want) {
+					t.Fatalf("%s /%d min %d: %d keys (more %v), want %d", r, sz[0], min, len(got), more, len(want))
+				}
+				for _, pc := range got {
+					if w, ok := want[pc.Prefix]; !ok || w != pc {
+						t.Fatalf("%s /%d min %d: got %+v, want %+v", r, sz[0], min, pc, w)
+					}
+				}
+				if len(want) > 3 {
+					got, more, err := e.r.Above(ctx, r, AboveQuery{Class: counts.Requests, Min: min, V4Bits: sz[0], V6Bits: sz[1], Limit: 3}, keep)
+					if err != nil || len(got) != 3 || !more {
+						t.Fatalf("limit 3 of %d: %d keys, more %v, %v", len(want), len(got), more, err)
+					}
+				}
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -34,7 +35,6 @@ type Service struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	warned map[string]bool // prefix rules already reported as not evaluated
 	hooks  chan decisions.Decision
 }
 
@@ -50,7 +50,7 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, deps: deps, log: log, m: newMetrics(deps.Registerer), reader: r, now: time.Now, warned: map[string]bool{}, hooks: make(chan decisions.Decision, webhookQueue)}, nil
+	return &Service{cfg: cfg, deps: deps, log: log, m: newMetrics(deps.Registerer), reader: r, now: time.Now, hooks: make(chan decisions.Decision, webhookQueue)}, nil
 }
 
 // Name implements service.Service.
@@ -149,14 +149,6 @@ func (s *Service) evaluate(ctx context.Context) error {
 	var errs []error
 	for i := range rules.Rules {
 		rule := &rules.Rules[i]
-		if rule.Key != KeyIP {
-			if !s.warned[rule.Name] {
-				s.warned[rule.Name] = true
-				s.log.Error("rule not evaluated: key prefix is not supported by this release yet", "rule", rule.Name)
-			}
-			s.m.decisions.WithLabelValues(rule.Name, "unsupported").Inc()
-			continue
-		}
 		n, err := s.evaluateRule(ctx, rules, rule, budget)
 		budget -= n
 		if err != nil {
@@ -167,71 +159,140 @@ func (s *Service) evaluate(ctx context.Context) error {
 }
 
 // evaluateRule decides the keys over rule's threshold that have no active
-// decision, at most budget of them, and returns how many it decided.
+// decision, at most budget of them, and returns how many it decided. The
+// heaviest MaxOffenders keys come first (Top); when there are more, the
+// budget left goes to the others in address order (Above), so that a
+// million offenders are all decided, budget by budget, while the heaviest
+// are decided first.
 func (s *Service) evaluateRule(ctx context.Context, rules *Rules, rule *Rule, budget int) (int, error) {
 	now := s.now().UTC()
 	// The sliding range ends with the current minute, included.
 	to := now.Truncate(time.Minute).Add(time.Minute)
 	rg := windows.Range{From: to.Add(-rule.Range), To: to}
-	res, err := s.reader.Top(ctx, rg, windows.TopQuery{N: s.cfg.MaxOffenders, Class: rule.Class})
+	top, err := s.offenders(ctx, rule, rg)
 	if err != nil {
 		return 0, err
 	}
-	if len(res.Items) == s.cfg.MaxOffenders && res.Items[len(res.Items)-1].Count > rule.Threshold {
-		s.m.truncated.WithLabelValues(rule.Name).Inc()
+	made, waiting := 0, 0
+	decide := func(key netip.Prefix, count uint64) error {
+		switch {
+		case rules.Allowed(key):
+			s.m.decisions.WithLabelValues(rule.Name, "allowed").Inc()
+			return nil
+		case s.store.HasActive(rule.Name, key):
+			return nil
+		case made >= budget:
+			waiting++
+			return nil
+		}
+		ok, err := s.decide(ctx, rules, rule, rg, now, key, count)
+		if ok {
+			made++
+		}
+		return err
 	}
-	made := 0
-	for _, it := range res.Items {
-		if it.Count <= rule.Threshold {
+	for _, it := range top {
+		if it.count <= rule.Threshold {
 			break // ranked by count
 		}
-		key := rule.KeyOf(it.IP)
-		if rules.Allowed(key) {
-			s.m.decisions.WithLabelValues(rule.Name, "allowed").Inc()
-			continue
-		}
-		if s.store.HasActive(rule.Name, key) {
-			s.m.decisions.WithLabelValues(rule.Name, "active").Inc()
-			continue
-		}
-		if made >= budget {
-			s.m.rateLimited.Inc()
-			continue
-		}
-		offences, err := s.store.Offences(ctx, rule.Name, key, now, rule.Escalation.Lookback)
-		if err != nil {
-			return made, err
-		}
-		ban := rule.BanFor(offences)
-		d := decisions.Decision{
-			Rule: rule.Name, Key: key.String(), Count: it.Count, Threshold: rule.Threshold,
-			Class: rule.Class.String(), Range: windows.FormatDuration(rule.Range), Window: rg.String(),
-			Origin: "logtally", By: s.deps.InstanceID, Created: now, Until: now.Add(ban),
-			Offence: offences, Simulated: rules.Mode == ModeSimulate,
-		}
-		created, err := s.store.Create(ctx, d, ban)
-		if errors.Is(err, decisions.ErrActive) {
-			s.m.decisions.WithLabelValues(rule.Name, "active").Inc()
-			continue // another replica, or this one before a restart
-		}
-		if err != nil {
-			return made, err
-		}
-		made++
-		outcome := "new"
-		if d.Simulated {
-			outcome = "simulated"
-		}
-		s.m.decisions.WithLabelValues(rule.Name, outcome).Inc()
-		if !d.Simulated {
-			s.notify(created)
-		}
-		s.log.Info("decision", "id", created.ID, "rule", rule.Name, "key", d.Key, "count", it.Count, "threshold", rule.Threshold, "ban", ban, "offence", offences, "simulated", d.Simulated)
-		if err := s.store.RecordOffence(ctx, rule.Name, key, now, rule.Escalation.Lookback); err != nil {
+		if err := decide(it.key, it.count); err != nil {
 			return made, err
 		}
 	}
+	if len(top) == s.cfg.MaxOffenders && top[len(top)-1].count > rule.Threshold {
+		s.m.truncated.WithLabelValues(rule.Name).Inc()
+		if made < budget {
+			bits4, bits6 := 32, 128
+			if rule.Key == KeyPrefix {
+				bits4, bits6 = rule.PrefixV4, rule.PrefixV6
+			}
+			keep := func(pc windows.PrefixCount) bool {
+				return !rules.Allowed(pc.Prefix) && !s.store.HasActive(rule.Name, pc.Prefix)
+			}
+			rest, more, err := s.reader.Above(ctx, rg, windows.AboveQuery{Class: rule.Class, Min: rule.Threshold, V4Bits: bits4, V6Bits: bits6, Limit: budget - made}, keep)
+			if err != nil {
+				return made, err
+			}
+			for _, pc := range rest {
+				if err := decide(pc.Prefix, pc.Count); err != nil {
+					return made, err
+				}
+			}
+			if more {
+				waiting++
+			}
+		}
+	}
+	if waiting > 0 {
+		s.m.rateLimited.WithLabelValues(rule.Name).Inc()
+	}
 	return made, nil
+}
+
+// decide makes the decision of key under rule, escalated by the key's
+// earlier offences; false when another replica (or this one before a
+// restart) had made it.
+func (s *Service) decide(ctx context.Context, rules *Rules, rule *Rule, rg windows.Range, now time.Time, key netip.Prefix, count uint64) (bool, error) {
+	offences, err := s.store.Offences(ctx, rule.Name, key, now, rule.Escalation.Lookback)
+	if err != nil {
+		return false, err
+	}
+	ban := rule.BanFor(offences)
+	d := decisions.Decision{
+		Rule: rule.Name, Key: key.String(), Count: count, Threshold: rule.Threshold,
+		Class: rule.Class.String(), Range: windows.FormatDuration(rule.Range), Window: rg.String(),
+		Origin: "logtally", By: s.deps.InstanceID, Created: now, Until: now.Add(ban),
+		Offence: offences, Simulated: rules.Mode == ModeSimulate,
+	}
+	created, err := s.store.Create(ctx, d, ban)
+	if errors.Is(err, decisions.ErrActive) {
+		s.m.decisions.WithLabelValues(rule.Name, "active").Inc()
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	outcome := "new"
+	if d.Simulated {
+		outcome = "simulated"
+	}
+	s.m.decisions.WithLabelValues(rule.Name, outcome).Inc()
+	if !d.Simulated {
+		s.notify(created)
+	}
+	s.log.Info("decision", "id", created.ID, "rule", rule.Name, "key", d.Key, "count", count, "threshold", rule.Threshold, "ban", ban, "offence", offences, "simulated", d.Simulated)
+	return true, s.store.RecordOffence(ctx, rule.Name, key, now, rule.Escalation.Lookback)
+}
+
+// offender is a key and its count over a rule's range.
+type offender struct {
+	key   netip.Prefix
+	count uint64
+}
+
+// offenders reads the keys of rule with the highest counts over rg, at
+// most MaxOffenders of them, ranked by count: addresses from Top, networks
+// from TopPrefixes.
+func (s *Service) offenders(ctx context.Context, rule *Rule, rg windows.Range) ([]offender, error) {
+	var out []offender
+	if rule.Key == KeyPrefix {
+		res, err := s.reader.TopPrefixes(ctx, rg, windows.PrefixQuery{N: s.cfg.MaxOffenders, Class: rule.Class, V4Bits: rule.PrefixV4, V6Bits: rule.PrefixV6})
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range res.Items {
+			out = append(out, offender{key: it.Prefix, count: it.Count})
+		}
+		return out, nil
+	}
+	res, err := s.reader.Top(ctx, rg, windows.TopQuery{N: s.cfg.MaxOffenders, Class: rule.Class})
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range res.Items {
+		out = append(out, offender{key: rule.KeyOf(it.IP), count: it.Count})
+	}
+	return out, nil
 }
 
 // Store is the decisions store the detector writes (for tests and the

@@ -1,0 +1,143 @@
+package detector_test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/logtally/logtally/internal/app"
+	"github.com/logtally/logtally/internal/apptest"
+	"github.com/logtally/logtally/internal/decisions"
+)
+
+func writeRules(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// active is the app's active decisions by key.
+func active(a *app.App) map[string]decisions.Decision {
+	out := map[string]decisions.Decision{}
+	for _, d := range a.Detector.Store().Active(true) {
+		out[d.Key] = d
+	}
+	return out
+}
+
+func keys(m map[string]decisions.Decision) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// A prefix rule bans the network whose IPs together pass the threshold,
+// each of them staying below it, for IPv4 /24 and IPv6 /64; a network that
+// holds an allow-listed address is not banned; an address rule over the
+// same traffic bans nothing.
+func TestPrefixRule(t *testing.T) {
+	rules := writeRules(t, `allow: [192.0.2.7/32]
+rules:
+  - {name: net-flood, key: prefix, prefix_v4: 24, prefix_v6: 64, range: 5m, threshold: 100, ban: 10m}
+  - {name: ip-flood, key: ip, range: 5m, threshold: 100, ban: 10m}
+`)
+	a := apptest.Start(t, "-rules.file="+rules, "-detector.interval=200ms")
+	now := time.Now()
+	apptest.SendAccessLines(t, a.Ingest.TCPAddr(), now, 60,
+		"203.0.113.1", "203.0.113.2", "203.0.113.3", // 180 in the /24
+		"198.51.100.200",                                         // 60 alone
+		"2001:db8:5::1", "2001:db8:5::2", "2001:db8:5:0:ffff::3", // 180 in the /64
+		"2001:db8:6::1",                       // another /64
+		"192.0.2.5", "192.0.2.6", "192.0.2.7") // 180, but .7 is allowed
+	want := map[string]uint64{"203.0.113.0/24": 180, "2001:db8:5::/64": 180}
+	apptest.Eventually(t, "two network decisions", 30*time.Second, func() bool { return len(active(a)) >= 2 })
+	time.Sleep(600 * time.Millisecond) // a few more evaluations: nothing else
+	got := active(a)
+	if len(got) != len(want) {
+		t.Fatalf("decisions for %v, want %v", keys(got), want)
+	}
+	for k, n := range want {
+		d, ok := got[k]
+		// Decided as soon as the network passed 100, perhaps before all
+		// its lines were counted.
+		if !ok || d.Rule != "net-flood" || d.Count <= 100 || d.Count > n || d.Threshold != 100 {
+			t.Fatalf("decision for %s: %+v (present %v), want a count in (100, %d] by net-flood", k, d, ok, n)
+		}
+		if d.Value() != k || d.Scope() != "Range" {
+			t.Fatalf("%s served as %s %s", k, d.Scope(), d.Value())
+		}
+	}
+	if v := metric(t, a, "logtally_detector_decisions_total", "rule", "net-flood", "outcome", "allowed"); v == 0 {
+		t.Error("the allowed network was not counted as allowed")
+	}
+}
+
+// metric is the value of the series of name with the label pairs kv.
+func metric(t *testing.T, a *app.App, name string, kv ...string) float64 {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i < len(kv); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == kv[i] && l.GetValue() == kv[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// With more keys over the threshold than -detector.max-offenders and a
+// budget of new decisions per evaluation, every key is still decided,
+// exactly once, budget by budget, and both bounds show in their metrics.
+func TestManyOffenders(t *testing.T) {
+	const n = 3000
+	rules := writeRules(t, "rules:\n  - {name: flood, key: ip, range: 5m, threshold: 1, ban: 10m}\n")
+	a := apptest.Start(t, "-rules.file="+rules, "-detector.interval=200ms", "-detector.max-offenders=200", "-detector.max-new-per-run=500")
+	ips := make([]string, n)
+	for i := range ips {
+		ips[i] = netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}).String()
+	}
+	apptest.SendAccessLines(t, a.Ingest.TCPAddr(), time.Now(), 2, ips...)
+	apptest.Eventually(t, fmt.Sprintf("%d decisions", n), 2*time.Minute, func() bool { return len(active(a)) >= n })
+	got := active(a)
+	for _, ip := range ips {
+		if d, ok := got[ip+"/32"]; !ok || d.Count != 2 {
+			t.Fatalf("%s: %+v (present %v)", ip, d, ok)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d decisions, want %d", len(got), n)
+	}
+	if v := metric(t, a, "logtally_detector_offenders_truncated_total", "rule", "flood"); v == 0 {
+		t.Error("offenders_truncated_total is 0")
+	}
+	if v := metric(t, a, "logtally_detector_rate_limited_total", "rule", "flood"); v == 0 {
+		t.Error("rate_limited_total is 0")
+	}
+}
