@@ -574,9 +574,11 @@ func (p *rulesParser) duration(v *yaml.Node, where, what string) (time.Duration,
 	return d, true
 }
 
-// Allowed reports whether p (an address as a /32 or /128, or for a prefix
-// key the whole prefix) lies inside an allow entry. IPv4-mapped IPv6
-// addresses count as IPv4. A nil Rules allows nothing.
+// Allowed reports whether p (an address as a /32 or /128, or a prefix)
+// shares an address with an allow entry: it lies inside one, or holds one.
+// A ban of a network that holds an allowed address would ban that address
+// too (bouncers know no exceptions), so such a network is never banned.
+// IPv4-mapped IPv6 addresses count as IPv4. A nil Rules allows nothing.
 func (r *Rules) Allowed(p netip.Prefix) bool {
 	if r == nil || !p.IsValid() {
 		return false
@@ -589,7 +591,7 @@ func (r *Rules) Allowed(p netip.Prefix) bool {
 	}
 	p = p.Masked()
 	for _, e := range r.Allow {
-		if e.Addr().Is4() == p.Addr().Is4() && e.Bits() <= p.Bits() && e.Contains(p.Addr()) {
+		if e.Overlaps(p) {
 			return true
 		}
 	}
