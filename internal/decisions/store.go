@@ -81,10 +81,7 @@ func (s *Store) Create(ctx context.Context, d Decision, ttl time.Duration) (Deci
 		return Decision{}, fmt.Errorf("create decision %s for %s: %w", d.Rule, d.Key, err)
 	}
 	d.ID = rev
-	if err := s.audit(ctx, "new-"+strconv.FormatUint(rev, 10), Event{Event: "new", At: d.Created, By: d.By, Decision: d}); err != nil {
-		return d, err
-	}
-	return d, nil
+	return d, s.RecordNew(ctx, d)
 }
 
 // Delete removes the active decision id. ErrNotFound when no active
@@ -115,11 +112,24 @@ func (s *Store) audit(ctx context.Context, id string, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("encode decision event: %w", err)
 	}
-	subject := topology.DecisionsHistoryPrefix + ev.Event + "." + ev.Decision.Rule
-	if _, err := s.js.Publish(ctx, subject, data, jetstream.WithMsgID(id)); err != nil {
+	// One subject per event of a decision, which must be empty: the event
+	// is recorded once whoever writes it and however late (a restarted
+	// detector recording what its predecessor could not), not only within
+	// the stream's duplicate window.
+	subject := topology.DecisionsHistoryPrefix + ev.Event + "." + ev.Decision.Rule + "." + strconv.FormatUint(ev.Decision.ID, 10)
+	_, err = s.js.Publish(ctx, subject, data, jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
+	if err != nil && !isWrongLastSeq(err) {
 		return fmt.Errorf("record decision event %s: %w", id, err)
 	}
 	return nil
+}
+
+// RecordNew writes a decision to the audit stream (once, whoever calls):
+// the detector that made it does, and every detector's watch does again
+// for the decisions it sees, so that a crash between the decision and its
+// record loses neither.
+func (s *Store) RecordNew(ctx context.Context, d Decision) error {
+	return s.audit(ctx, "new-"+strconv.FormatUint(d.ID, 10), Event{Event: "new", At: d.Created, By: d.By, Decision: d})
 }
 
 // Offences returns how many offences of (rule, key) happened within
@@ -179,9 +189,11 @@ func (s *Store) RecordOffence(ctx context.Context, rule string, key netip.Prefix
 }
 
 // Watch keeps the index of active decisions and recent deletions current
-// until ctx ends. onEvent, when set, is called for each expiry seen
-// (after the initial state), e.g. to write it to the audit stream.
-func (s *Store) Watch(ctx context.Context, onExpired func(Deletion)) error {
+// until ctx ends. onExpired, when set, is called for each expiry seen
+// (after the initial state), onNew for each decision seen (also in the
+// initial state), e.g. to write them to the audit stream. Both are called
+// from the watch: they must not block for long.
+func (s *Store) Watch(ctx context.Context, onExpired func(Deletion), onNew func(Decision)) error {
 	w, err := s.kv.Watch(ctx, "d.>", jetstream.IncludeHistory())
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", topology.DecisionsBucket, err)
@@ -204,8 +216,12 @@ func (s *Store) Watch(ctx context.Context, onExpired func(Deletion)) error {
 					}
 					continue
 				}
-				if del, ok := s.apply(e); ok && !initial && del.Expired && onExpired != nil {
+				del, deleted, added := s.apply(e)
+				switch {
+				case deleted && !initial && del.Expired && onExpired != nil:
 					onExpired(del)
+				case added != nil && onNew != nil:
+					onNew(*added)
 				}
 				select {
 				case s.changed <- struct{}{}:
@@ -223,14 +239,16 @@ func (s *Store) Changed() <-chan struct{} { return s.changed }
 // Ready is closed once the index holds the bucket's state at Watch.
 func (s *Store) Ready() <-chan struct{} { return s.ready }
 
-func (s *Store) apply(e jetstream.KeyValueEntry) (Deletion, bool) {
+// apply updates the index with e: the deletion it was, or the decision it
+// added.
+func (s *Store) apply(e jetstream.KeyValueEntry) (Deletion, bool, *Decision) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rev = max(s.rev, e.Revision())
 	if e.Operation() == jetstream.KeyValuePut {
 		var d Decision
 		if err := json.Unmarshal(e.Value(), &d); err != nil {
-			return Deletion{}, false
+			return Deletion{}, false, nil
 		}
 		d.ID = e.Revision()
 		if old := s.active[e.Key()]; old != nil {
@@ -238,11 +256,11 @@ func (s *Store) apply(e jetstream.KeyValueEntry) (Deletion, bool) {
 		}
 		s.active[e.Key()] = &d
 		s.byID[d.ID] = e.Key()
-		return Deletion{}, false
+		return Deletion{}, false, &d
 	}
 	old := s.active[e.Key()]
 	if old == nil {
-		return Deletion{}, false
+		return Deletion{}, false, nil
 	}
 	delete(s.active, e.Key())
 	delete(s.byID, old.ID)
@@ -253,7 +271,7 @@ func (s *Store) apply(e jetstream.KeyValueEntry) (Deletion, bool) {
 	if len(s.deleted) > maxDeletions {
 		s.deleted = slices.Delete(s.deleted, 0, len(s.deleted)-maxDeletions)
 	}
-	return del, true
+	return del, true, nil
 }
 
 // Active returns the active decisions, newest first; with simulated

@@ -1,17 +1,23 @@
 package detector_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logtally/logtally/internal/app"
 	"github.com/logtally/logtally/internal/apptest"
 	"github.com/logtally/logtally/internal/decisions"
+	"github.com/logtally/logtally/internal/topology"
 )
 
 func writeRules(t *testing.T, yaml string) string {
@@ -139,5 +145,65 @@ func TestManyOffenders(t *testing.T) {
 	}
 	if v := metric(t, a, "logtally_detector_rate_limited_total", "rule", "flood"); v == 0 {
 		t.Error("rate_limited_total is 0")
+	}
+}
+
+// history counts the audit stream's events by kind.
+func history(t *testing.T, a *app.App) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := a.NATS().JS
+	st, err := js.Stream(ctx, topology.DecisionsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(topology.DecisionsHistoryPrefix+">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for subj, n := range info.State.Subjects {
+		if n != 1 {
+			t.Errorf("%s holds %d events, want 1", subj, n)
+		}
+		out[strings.Split(strings.TrimPrefix(subj, topology.DecisionsHistoryPrefix), ".")[0]] += int(n)
+	}
+	return out
+}
+
+// Two detector replicas record each decision once in the audit stream,
+// and a decision whose record was lost (written to the bucket alone, as by
+// a detector that crashed between the two) is recorded by the watches.
+func TestAuditOncePerDecision(t *testing.T) {
+	rules := writeRules(t, "rules:\n  - {name: flood, key: ip, range: 5m, threshold: 10, ban: 10m}\n")
+	a := apptest.Start(t, "-rules.file="+rules, "-detector.interval=100ms", "-nats.embedded-listen=127.0.0.1:0")
+	apptest.Start(t, "-target=detector", "-nats.url="+a.EmbeddedNATSURL(), "-rules.file="+rules, "-detector.interval=100ms")
+	apptest.SendAccessLines(t, a.Ingest.TCPAddr(), time.Now(), 20, "203.0.113.1", "203.0.113.2", "203.0.113.3")
+	apptest.Eventually(t, "3 decisions", 30*time.Second, func() bool { return len(active(a)) == 3 })
+	d := active(a)["203.0.113.2/32"]
+	ctx := context.Background()
+	if _, err := a.Detector.Store().Delete(ctx, d.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// The lost record: a decision in the bucket only.
+	kv, err := a.NATS().JS.KeyValue(ctx, topology.DecisionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, _ := json.Marshal(decisions.Decision{Rule: "flood", Key: "192.0.2.44/32", Count: 99, Threshold: 10, Origin: "logtally", By: "crashed", Created: time.Now().UTC(), Until: time.Now().Add(time.Hour).UTC()})
+	if _, err := kv.Create(ctx, "d.flood.192_0_2_44-32", lost, jetstream.KeyTTL(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// 3 decisions, the one removed by hand made again (its key is still
+	// over the threshold: the next episode), the lost one.
+	want := map[string]int{"new": 5, "deleted": 1}
+	apptest.Eventually(t, "the audit trail", 30*time.Second, func() bool {
+		h := history(t, a)
+		return h["new"] == want["new"] && h["deleted"] == want["deleted"]
+	})
+	time.Sleep(500 * time.Millisecond) // more evaluations by both replicas
+	if h := history(t, a); len(h) != 2 || h["new"] != 5 || h["deleted"] != 1 {
+		t.Fatalf("audit trail %v, want %v", h, want)
 	}
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	failures       prometheus.Counter
 	webhook        *prometheus.CounterVec
 	outputFailures *prometheus.CounterVec
+	auditFailures  prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -29,6 +30,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		rateLimited:    f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_detector_rate_limited_total", Help: "Evaluations of a rule that left keys over its threshold for the next evaluation because -detector.max-new-per-run decisions were made."}, []string{"rule"}),
 		webhook:        f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_detector_webhook_total", Help: "Webhook deliveries of new decisions by result: ok, retry, failed (gave up after 10 attempts), dropped (queue full)."}, []string{"result"}),
 		outputFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_detector_output_failures_total", Help: "Failed writes of a file output (nginx)."}, []string{"output"}),
+		auditFailures:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_detector_audit_failures_total", Help: "Failed writes of a decision event to the audit stream (retried until they succeed)."}),
 		failures:       f.NewCounter(prometheus.CounterOpts{Name: "logtally_detector_evaluation_failures_total", Help: "Rule evaluations that failed (a query or a KV write); the next evaluation tries again."}),
 	}
 }

@@ -36,6 +36,7 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	hooks  chan decisions.Decision
+	audit  *auditQueue
 }
 
 // New builds the detector.
@@ -73,11 +74,14 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	if err := s.store.Watch(runCtx, func(del decisions.Deletion) {
-		if err := s.store.RecordExpiry(runCtx, del); err != nil {
-			s.log.Warn("record expiry", "decision", del.Decision.ID, "error", err)
-		}
-	}); err != nil {
+	s.audit = newAuditQueue()
+	onExpired := func(del decisions.Deletion) {
+		s.audit.add(func(ctx context.Context) error { return s.store.RecordExpiry(ctx, del) })
+	}
+	onNew := func(d decisions.Decision) {
+		s.audit.add(func(ctx context.Context) error { return s.store.RecordNew(ctx, d) })
+	}
+	if err := s.store.Watch(runCtx, onExpired, onNew); err != nil {
 		cancel()
 		return err
 	}
@@ -91,6 +95,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.deps.Health.Add("detector", s.reader.Readiness)
 	}
 	s.wg.Go(func() { s.loop(runCtx) })
+	s.wg.Go(func() { s.audit.run(runCtx, s.log, s.m.auditFailures) })
 	s.wg.Go(func() { s.outputs(runCtx) })
 	if s.cfg.WebhookURL != "" {
 		s.wg.Go(func() { s.webhook(runCtx) })

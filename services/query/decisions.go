@@ -247,7 +247,7 @@ func (s *Service) startDecisions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := st.Watch(s.ctx, nil); err != nil {
+	if err := st.Watch(s.ctx, nil, nil); err != nil {
 		return err
 	}
 	select {
