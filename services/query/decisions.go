@@ -222,6 +222,24 @@ func (s *Service) handleBouncerStream(w http.ResponseWriter, r *http.Request, ke
 		added = s.decisions.Active(false)
 		deleted = nil
 	}
+	if len(deleted) > 0 {
+		// Bouncers delete a value (an address from an nftables set), not a
+		// decision: as CrowdSec's LAPI does, keep quiet about a deletion
+		// while another decision the bouncer was served bans the value.
+		banned := map[string]bool{}
+		for _, d := range s.decisions.Active(false) {
+			if d.ID <= rev {
+				banned[d.Value()] = true
+			}
+		}
+		kept := deleted[:0]
+		for _, d := range deleted {
+			if !banned[d.Value()] {
+				kept = append(kept, d)
+			}
+		}
+		deleted = kept
+	}
 	s.cursors.rev[key] = cur
 	obs.WriteJSON(w, http.StatusOK, map[string]any{"new": toCrowdsec(added, now), "deleted": toCrowdsec(deleted, now)})
 }
