@@ -198,20 +198,39 @@ func toCrowdsec(ds []decisions.Decision, now time.Time) []crowdsecDecision {
 	return out
 }
 
-// cursors remembers, per bouncer key, the decisions revision its last
-// poll was answered at. It is per process: a bouncer whose polls reach
-// another query replica gets a startup answer there first.
+// cursors serializes the polls of one bouncer key in this process. The
+// cursor itself (the revision its last poll was answered at) is in the
+// decisions bucket, so that a bouncer whose polls reach another query
+// replica is answered from where it left off there too.
 type cursors struct {
-	mu  sync.Mutex
-	rev map[string]uint64
+	mu sync.Mutex
 }
+
+// cursorWait bounds how long a poll waits for this process's index to
+// reach the revision another replica answered at.
+const cursorWait = 2 * time.Second
 
 func (s *Service) handleBouncerStream(w http.ResponseWriter, r *http.Request, key string) {
 	startup := r.URL.Query().Get("startup") == "true"
 	now := s.now()
 	s.cursors.mu.Lock()
 	defer s.cursors.mu.Unlock()
-	rev, known := s.cursors.rev[key]
+	rev, known, err := s.decisions.Cursor(r.Context(), key)
+	if err != nil {
+		s.log.Warn("bouncer stream", "error", err)
+		obs.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "decisions are not available: " + err.Error()})
+		return
+	}
+	if known && !startup && rev > s.decisions.Rev() {
+		ctx, cancel := context.WithTimeout(r.Context(), cursorWait)
+		caught := s.decisions.WaitRev(ctx, rev)
+		cancel()
+		if !caught {
+			// Nothing new from here yet; the cursor stays for the next poll.
+			obs.WriteJSON(w, http.StatusOK, map[string]any{"new": nil, "deleted": nil})
+			return
+		}
+	}
 	var added, deleted []decisions.Decision
 	cur := s.decisions.Rev()
 	ok := false
@@ -240,8 +259,13 @@ func (s *Service) handleBouncerStream(w http.ResponseWriter, r *http.Request, ke
 		}
 		deleted = kept
 	}
-	s.cursors.rev[key] = cur
 	obs.WriteJSON(w, http.StatusOK, map[string]any{"new": toCrowdsec(added, now), "deleted": toCrowdsec(deleted, now)})
+	// After the answer: when the cursor is not written, the next poll
+	// repeats these changes, which bouncers apply idempotently; the other
+	// order would lose them with a lost answer.
+	if err := s.decisions.SetCursor(context.WithoutCancel(r.Context()), key, cur); err != nil {
+		s.log.Warn("bouncer stream", "error", err)
+	}
 }
 
 func (s *Service) handleBouncerDecisions(w http.ResponseWriter, r *http.Request, _ string) {
@@ -274,6 +298,6 @@ func (s *Service) startDecisions(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.decisions = st
-	s.cursors = &cursors{rev: map[string]uint64{}}
+	s.cursors = &cursors{}
 	return nil
 }
