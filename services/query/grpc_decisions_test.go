@@ -21,6 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
+	"github.com/logtally/logtally/internal/decisions"
+	"github.com/logtally/logtally/internal/windows"
 )
 
 const allowRules = `mode: enforce
@@ -520,5 +522,22 @@ func TestDecisionsHTTP(t *testing.T) {
 			t.Fatalf("unban: %d %v", code, out)
 		}
 		time.Sleep(20 * time.Millisecond) // the index has not seen the ban yet
+	}
+}
+
+// A rule's decision converts with its range and evaluated window.
+func TestDecisionToProto(t *testing.T) {
+	from := mustTime("2026-12-02T12:00:00Z")
+	d := decisions.Decision{ID: 7, Rule: "http-flood", Key: "203.0.113.7/32", Count: 60, Threshold: 50, Class: "requests",
+		Range: windows.FormatDuration(24 * time.Hour), Window: windows.Range{From: from, To: from.Add(time.Minute)}.String(),
+		Origin: "logtally", By: "detector-1", Created: from, Until: from.Add(10 * time.Minute), Offence: 2}
+	p := decisionToProto(&d)
+	if p.Range.AsDuration() != 24*time.Hour || !p.WindowFrom.AsTime().Equal(from) || !p.WindowTo.AsTime().Equal(from.Add(time.Minute)) ||
+		p.Offence != 2 || p.Count != 60 || p.Threshold != 50 || p.Class != "requests" || p.By != "detector-1" {
+		t.Fatalf("%v from %+v", p, d)
+	}
+	d.Range, d.Window = "", "garbage"
+	if p := decisionToProto(&d); p.Range != nil || p.WindowFrom != nil {
+		t.Fatalf("%v", p)
 	}
 }

@@ -28,7 +28,9 @@ type DecisionEvent int32
 
 const (
 	DecisionEvent_DECISION_EVENT_UNSPECIFIED DecisionEvent = 0
-	// DECISION_EVENT_SNAPSHOT is a decision in force when the stream began.
+	// DECISION_EVENT_SNAPSHOT is a decision in force when the stream began
+	// (one whose ban ended a moment ago may be among them: its EXPIRED
+	// follows).
 	DecisionEvent_DECISION_EVENT_SNAPSHOT DecisionEvent = 1
 	// DECISION_EVENT_SNAPSHOT_END ends the snapshot (or, with
 	// after_revision, the catch-up); every event after it is live. It has no
