@@ -30,7 +30,7 @@ Usage:
   logtally [flags]              run the server (-target=all runs every stage with embedded NATS)
   logtally top [flags]          top IPs as a table with bars
   logtally replay [flags] FILE  send a log file (plain or .gz) through ingest
-  logtally decisions list|ban|unban  list, make and remove bans
+  logtally decisions list|ban|unban|watch  list, make, remove and follow bans
   logtally bench [flags]        drive the all-in-one pipeline and report throughput
   logtally version              print the version
 

@@ -12,16 +12,24 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 )
 
-const decisionsSynopsis = "logtally decisions list|ban|unban [--addr URL] …"
+const decisionsSynopsis = "logtally decisions list|ban|unban|watch [--addr URL] [--grpc-addr HOST:PORT] …"
 
-const decisionsDescription = `Lists, makes and removes decisions (bans) over the HTTP API:
+const decisionsDescription = `Lists, makes and removes decisions (bans) over the HTTP API, and
+follows them over gRPC:
 
   logtally decisions list                          active decisions, newest first
   logtally decisions ban KEY --duration 1h [--reason TEXT]
                                                    ban an IP or a CIDR by hand
-  logtally decisions unban ID                      remove decision ID`
+  logtally decisions unban ID                      remove decision ID
+  logtally decisions watch [--rule R] [--contains IP] [--within CIDR]
+                                                   the decisions in force, then one line
+                                                   per decision made, deleted or expired
+                                                   (reconnects and resumes; --json for
+                                                   one JSON object a line)`
 
 type decisionItem struct {
 	ID          uint64    `json:"id"`
@@ -42,9 +50,15 @@ func Decisions(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	addr := fs.String("addr", DefaultAddr, "base URL of the logtally HTTP API")
 	duration := fs.String("duration", "4h", "ban: how long")
 	reason := fs.String("reason", "", "ban: why (kept in the decision and its audit record)")
+	grpcAddr := fs.String("grpc-addr", DefaultGRPCAddr, "watch: host:port of the logtally gRPC API (plain text)")
+	rule := fs.String("rule", "", "watch: only the decisions of this rule (manual: bans by hand)")
+	contains := fs.String("contains", "", "watch: only the decisions that ban this IP or CIDR")
+	within := fs.String("within", "", "watch: only the decisions inside this CIDR")
+	simulated := fs.Bool("simulated", true, "watch: simulate mode's decisions too (flagged)")
+	asJSON := fs.Bool("json", false, "watch: one JSON object (the WatchDecisionsResponse) a line")
 	if len(args) == 0 {
 		fs.Usage()
-		return errors.New("decisions: want list, ban or unban")
+		return errors.New("decisions: want list, ban, unban or watch")
 	}
 	verb, rest := args[0], args[1:]
 	if verb == "-h" || verb == "--help" {
@@ -61,6 +75,13 @@ func Decisions(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			break
 		}
 		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if verb == "watch" {
+		if len(pos) != 0 {
+			return errors.New("decisions watch takes no arguments")
+		}
+		req := &logtallyv1.WatchDecisionsRequest{Rule: *rule, Contains: *contains, Within: *within, IncludeSimulated: *simulated}
+		return watchDecisions(ctx, *grpcAddr, req, *asJSON, stdout, stderr)
 	}
 	base, err := baseURL(*addr)
 	if err != nil {
@@ -120,7 +141,7 @@ func Decisions(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	fs.Usage()
-	return fmt.Errorf("decisions: unknown verb %q (list, ban, unban)", verb)
+	return fmt.Errorf("decisions: unknown verb %q (list, ban, unban, watch)", verb)
 }
 
 // call sends a JSON request and decodes a 2xx answer into out.

@@ -119,7 +119,7 @@ type permanentError struct{ error }
 // until ctx ends, when it returns nil; a 4xx answer is returned at once.
 func streamSSE(ctx context.Context, client *http.Client, base, path string, q url.Values, onEvent func([]byte) error, onState func(err error)) error {
 	u := base + path + "?" + q.Encode()
-	wait := watchReconnect.min
+	retry := newReconnectBackoff()
 	for {
 		got := false
 		err := func() error {
@@ -161,16 +161,33 @@ func streamSSE(ctx context.Context, client *http.Client, base, path string, q ur
 			err = fmt.Errorf("GET %s: stream ended", path)
 		}
 		onState(err)
-		if got {
-			wait = watchReconnect.min
-		}
-		select {
-		case <-ctx.Done():
+		if !retry.sleep(ctx, got) {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, watchReconnect.max)
 	}
+}
+
+// reconnectBackoff is the wait before reconnecting a watch: the least
+// after a connection that delivered something, doubling up to the most.
+type reconnectBackoff struct{ wait time.Duration }
+
+func newReconnectBackoff() *reconnectBackoff {
+	return &reconnectBackoff{wait: watchReconnect.min}
+}
+
+// sleep waits; got tells whether the last connection delivered anything.
+// It returns false when ctx ended first.
+func (b *reconnectBackoff) sleep(ctx context.Context, got bool) bool {
+	if got {
+		b.wait = watchReconnect.min
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(b.wait):
+	}
+	b.wait = min(b.wait*2, watchReconnect.max)
+	return true
 }
 
 // watchUpdate is one change for the screen.

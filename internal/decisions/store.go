@@ -28,13 +28,19 @@ type Store struct {
 	byID    map[uint64]string
 	deleted []Deletion // in revision order, the newest maxDeletions
 	rev     uint64     // newest revision applied
+	base    uint64     // rev at the end of the initial replay: deletions before it are not known
 	ready   chan struct{}
 	changed chan struct{}
+
+	subs        map[*Subscription]struct{}
+	stopped     bool
+	slowDropped uint64
 }
 
 // Deletion is a decision that left: deleted by hand or expired.
 type Deletion struct {
-	Rev      uint64 // revision of the delete or expiry marker
+	Rev      uint64    // revision of the delete or expiry marker
+	At       time.Time // when the bucket recorded it
 	Decision Decision
 	Expired  bool
 }
@@ -57,7 +63,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", topology.DecisionsBucket, err)
 	}
-	return &Store{js: js, kv: kv, active: map[string]*Decision{}, byID: map[uint64]string{}, ready: make(chan struct{}), changed: make(chan struct{}, 1)}, nil
+	return &Store{js: js, kv: kv, active: map[string]*Decision{}, byID: map[uint64]string{}, ready: make(chan struct{}), changed: make(chan struct{}, 1), subs: map[*Subscription]struct{}{}}, nil
 }
 
 // Create stores d as the active decision of (d.Rule, key) for ttl, unless
@@ -189,16 +195,18 @@ func (s *Store) RecordOffence(ctx context.Context, rule string, key netip.Prefix
 }
 
 // Watch keeps the index of active decisions and recent deletions current
-// until ctx ends. onExpired, when set, is called for each expiry seen
-// (after the initial state), onNew for each decision seen (also in the
-// initial state), e.g. to write them to the audit stream. Both are called
-// from the watch: they must not block for long.
+// until ctx ends, and tells the subscribers (Subscribe) of every change.
+// onExpired, when set, is called for each expiry seen (after the initial
+// state), onNew for each decision seen (also in the initial state), e.g.
+// to write them to the audit stream. Both are called from the watch: they
+// must not block for long.
 func (s *Store) Watch(ctx context.Context, onExpired func(Deletion), onNew func(Decision)) error {
 	w, err := s.kv.Watch(ctx, "d.>", jetstream.IncludeHistory())
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", topology.DecisionsBucket, err)
 	}
 	go func() {
+		defer s.stop()
 		defer w.Stop()
 		initial := true
 		for {
@@ -212,15 +220,18 @@ func (s *Store) Watch(ctx context.Context, onExpired func(Deletion), onNew func(
 				if e == nil {
 					if initial {
 						initial = false
+						s.mu.Lock()
+						s.base = s.rev
+						s.mu.Unlock()
 						close(s.ready)
 					}
 					continue
 				}
 				del, deleted, added := s.apply(e)
-				switch {
-				case deleted && !initial && del.Expired && onExpired != nil:
+				if deleted && !initial && del.Expired && onExpired != nil {
 					onExpired(del)
-				case added != nil && onNew != nil:
+				}
+				if added != nil && onNew != nil {
 					onNew(*added)
 				}
 				select {
@@ -245,33 +256,46 @@ func (s *Store) apply(e jetstream.KeyValueEntry) (Deletion, bool, *Decision) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rev = max(s.rev, e.Revision())
+	old := s.active[e.Key()]
 	if e.Operation() == jetstream.KeyValuePut {
 		var d Decision
 		if err := json.Unmarshal(e.Value(), &d); err != nil {
 			return Deletion{}, false, nil
 		}
 		d.ID = e.Revision()
-		if old := s.active[e.Key()]; old != nil {
-			delete(s.byID, old.ID)
+		if old != nil && old.ID == d.ID {
+			return Deletion{}, false, nil // seen already
+		}
+		var del Deletion
+		if old != nil {
+			// Replaced without a marker seen (a create succeeds only
+			// once the key has none live): the old one left all the same.
+			del = s.remove(e, old)
 		}
 		s.active[e.Key()] = &d
 		s.byID[d.ID] = e.Key()
-		return Deletion{}, false, &d
+		s.publish(Change{Op: OpNew, Rev: d.ID, At: e.Created(), Decision: d})
+		return del, old != nil, &d
 	}
-	old := s.active[e.Key()]
 	if old == nil {
 		return Deletion{}, false, nil
 	}
+	return s.remove(e, old), true, nil
+}
+
+// remove takes old, the decision of e's key, out of the index because of
+// e: a delete by hand is a DEL; an expiry is the server's marker (a purge
+// with a reason), also when it reports it as DEL. s.mu is held.
+func (s *Store) remove(e jetstream.KeyValueEntry, old *Decision) Deletion {
 	delete(s.active, e.Key())
 	delete(s.byID, old.ID)
-	// A delete by hand is a DEL; an expiry is the server's marker (a purge
-	// with a reason), also when it reports it as DEL.
-	del := Deletion{Rev: e.Revision(), Decision: *old, Expired: e.Operation() == jetstream.KeyValuePurge || !old.Until.After(time.Now())}
+	del := Deletion{Rev: e.Revision(), At: e.Created(), Decision: *old, Expired: e.Operation() == jetstream.KeyValuePurge || !old.Until.After(time.Now())}
 	s.deleted = append(s.deleted, del)
 	if len(s.deleted) > maxDeletions {
 		s.deleted = slices.Delete(s.deleted, 0, len(s.deleted)-maxDeletions)
 	}
-	return del, true, nil
+	s.publish(del.change())
+	return del
 }
 
 // Active returns the active decisions, newest first; with simulated

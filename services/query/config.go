@@ -31,6 +31,9 @@ type Config struct {
 	DefaultLast time.Duration `yaml:"default_last"`
 	// BouncerKeys are the API keys bouncers present in X-Api-Key.
 	BouncerKeys []string `yaml:"bouncer_keys"`
+	// DecisionsWatchBuffer is how many changes a WatchDecisions stream
+	// may fall behind before it is ended (ResourceExhausted).
+	DecisionsWatchBuffer int `yaml:"decisions_watch_buffer"`
 	// RulesFile is the detector's rules file, read for its allow list and
 	// mode (set from the root config's -rules.file).
 	RulesFile string `yaml:"-"`
@@ -46,6 +49,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.Int64Var(&c.CacheBytes, "query.cache-bytes", 256<<20, "memory bound (estimated bytes) of the cache of decoded window manifests and chunks")
 	f.IntVar(&c.FetchConcurrency, "query.fetch-concurrency", 16, "concurrent KV gets of one query")
 	f.Var(newDaysValue(&c.DefaultLast, 15*time.Minute), "query.default-last", "range of a query that gives neither last nor from/to")
+	f.IntVar(&c.DecisionsWatchBuffer, "decisions.watch-buffer", 4096, "changes a gRPC WatchDecisions stream may fall behind before it is ended with RESOURCE_EXHAUSTED")
 	f.Func("decisions.bouncer-key", "API key of a bouncer (X-Api-Key of /v1/decisions…; repeatable or a comma list); without one the bouncer API answers 403", func(v string) error {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {
@@ -73,6 +77,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("query.timeout must be positive, got %s", c.Timeout))
+	}
+	if c.DecisionsWatchBuffer < 1 {
+		errs = append(errs, fmt.Errorf("decisions.watch-buffer must be at least 1, got %d", c.DecisionsWatchBuffer))
 	}
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("query.cache-bytes must not be negative, got %d", c.CacheBytes))

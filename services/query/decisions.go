@@ -13,8 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/logtally/logtally/internal/decisions"
 	"github.com/logtally/logtally/internal/obs"
+	"github.com/logtally/logtally/internal/windows"
 )
 
 // Decisions over HTTP: the API (list, ban by hand, unban, blocklist) and a
@@ -22,7 +25,7 @@ import (
 // already run (crowdsec-firewall-bouncer, crowdsec-custom-bouncer, …)
 // enforce logtally's decisions.
 //
-//	GET    /api/v1/decisions                  active decisions (simulated ones flagged)
+//	GET    /api/v1/decisions                  active decisions (simulated ones flagged); rule=, contains=, within=, simulated=
 //	POST   /api/v1/decisions                  {"key","duration","reason"}: a ban by hand
 //	DELETE /api/v1/decisions/{id}             unban
 //	GET    /api/v1/decisions/blocklist.txt    one IP or CIDR a line
@@ -45,9 +48,24 @@ type decisionJSON struct {
 }
 
 func (s *Service) handleDecisions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	simulated := true
+	if v := q.Get("simulated"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("simulated %q: want true or false", v))
+			return
+		}
+		simulated = b
+	}
+	f, err := newDecisionFilter(q.Get("rule"), q.Get("contains"), q.Get("within"), simulated)
+	if err != nil {
+		writeDecisionError(w, err)
+		return
+	}
 	now := s.now()
 	items := []decisionJSON{}
-	for _, d := range s.decisions.Active(true) {
+	for _, d := range s.listDecisions(f) {
 		items = append(items, decisionJSON{d, d.Left(now).Seconds()})
 	}
 	obs.WriteJSON(w, http.StatusOK, map[string]any{"mode": s.mode(), "items": items})
@@ -59,6 +77,57 @@ func (s *Service) mode() string {
 		return "enforce"
 	}
 	return string(s.rules.Current().Mode)
+}
+
+// decisionFilter selects decisions: for GET /api/v1/decisions,
+// ListDecisions and WatchDecisions. Zero fields select everything.
+type decisionFilter struct {
+	rule      string
+	contains  netip.Prefix // the key contains it (bans it)
+	within    netip.Prefix // the key lies inside it
+	simulated bool         // simulated decisions too
+}
+
+// newDecisionFilter checks the parameters of a filter.
+func newDecisionFilter(rule, contains, within string, simulated bool) (decisionFilter, error) {
+	f := decisionFilter{rule: rule, simulated: simulated}
+	var err error
+	if contains != "" {
+		if f.contains, err = parseKey(contains); err != nil {
+			return f, windows.Invalidf("contains: %v", err)
+		}
+	}
+	if within != "" {
+		if f.within, err = parseKey(within); err != nil {
+			return f, windows.Invalidf("within: %v", err)
+		}
+	}
+	return f, nil
+}
+
+func (f decisionFilter) match(d *decisions.Decision) bool {
+	if (d.Simulated && !f.simulated) || (f.rule != "" && d.Rule != f.rule) {
+		return false
+	}
+	key := d.Prefix()
+	return (!f.contains.IsValid() || covers(key, f.contains)) && (!f.within.IsValid() || covers(f.within, key))
+}
+
+// covers reports whether prefix a contains all of prefix b.
+func covers(a, b netip.Prefix) bool {
+	return a.IsValid() && b.IsValid() && a.Addr().Is4() == b.Addr().Is4() && a.Bits() <= b.Bits() && a.Contains(b.Addr())
+}
+
+// listDecisions returns the active decisions f selects, newest first.
+func (s *Service) listDecisions(f decisionFilter) []decisions.Decision {
+	all := s.decisions.Active(f.simulated)
+	out := all[:0]
+	for i := range all {
+		if f.match(&all[i]) {
+			out = append(out, all[i])
+		}
+	}
+	return out
 }
 
 type banRequest struct {
@@ -75,37 +144,96 @@ func (s *Service) handleBan(w http.ResponseWriter, r *http.Request) {
 		obs.WriteError(w, http.StatusBadRequest, "body: "+err.Error())
 		return
 	}
-	key, err := parseKey(req.Key)
-	if err != nil {
-		obs.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
 	d, err := time.ParseDuration(req.Duration)
-	if err != nil || d < time.Second || d > 365*24*time.Hour {
-		obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("duration %q: want a Go duration between 1s and 8760h", req.Duration))
-		return
+	if err != nil {
+		d = -1 // refused by ban, with the range
 	}
-	if s.rules != nil && s.rules.Current().Allowed(key) {
-		obs.WriteError(w, http.StatusForbidden, fmt.Sprintf("%s: %v", key, decisions.ErrAllowed))
-		return
-	}
-	now := s.now().UTC()
 	by := "api"
 	if r.RemoteAddr != "" {
 		by = "api " + r.RemoteAddr
 	}
-	created, err := s.decisions.Create(r.Context(), decisions.Decision{
-		Rule: decisions.ManualRule, Key: key.String(), Origin: "manual", Reason: req.Reason,
+	created, err := s.ban(r.Context(), req.Key, d, fmt.Sprintf("%q", req.Duration), req.Reason, by)
+	if err != nil {
+		writeDecisionError(w, err)
+		return
+	}
+	obs.WriteJSON(w, http.StatusCreated, decisionJSON{created, d.Seconds()})
+}
+
+// Bans by hand last from minBan to maxBan.
+const (
+	minBan = time.Second
+	maxBan = 365 * 24 * time.Hour
+)
+
+// ban makes a decision by hand, for POST /api/v1/decisions and
+// CreateDecision: key is an address or a prefix, d the ban (shown as
+// dText when refused), by the caller. Its errors are for decisionCodes.
+func (s *Service) ban(ctx context.Context, keyText string, d time.Duration, dText, reason, by string) (decisions.Decision, error) {
+	key, err := parseKey(keyText)
+	if err != nil {
+		return decisions.Decision{}, windows.Invalidf("%v", err)
+	}
+	if d < minBan || d > maxBan {
+		return decisions.Decision{}, windows.Invalidf("duration %s: want a Go duration between 1s and 8760h", dText)
+	}
+	if s.rules != nil && s.rules.Current().Allowed(key) {
+		return decisions.Decision{}, fmt.Errorf("%s: %w", key, decisions.ErrAllowed)
+	}
+	now := s.now().UTC()
+	created, err := s.decisions.Create(ctx, decisions.Decision{
+		Rule: decisions.ManualRule, Key: key.String(), Origin: "manual", Reason: reason,
 		By: by, Created: now, Until: now.Add(d),
 	}, d)
-	switch {
-	case errors.Is(err, decisions.ErrActive):
-		obs.WriteError(w, http.StatusConflict, fmt.Sprintf("%s is banned by hand already; delete that decision first", key))
-	case err != nil:
-		obs.WriteError(w, http.StatusServiceUnavailable, err.Error())
-	default:
-		obs.WriteJSON(w, http.StatusCreated, decisionJSON{created, d.Seconds()})
+	if errors.Is(err, decisions.ErrActive) {
+		return decisions.Decision{}, &decisionError{fmt.Sprintf("%s is banned by hand already; delete that decision first", key), err}
 	}
+	return created, err
+}
+
+// unban removes decision id, for DELETE /api/v1/decisions/{id} and
+// DeleteDecision.
+func (s *Service) unban(ctx context.Context, id uint64, by string) (decisions.Decision, error) {
+	d, err := s.decisions.Delete(ctx, id, by)
+	if errors.Is(err, decisions.ErrNotFound) {
+		return d, fmt.Errorf("decision %d: %w", id, err)
+	}
+	return d, err
+}
+
+// decisionError is an error answered with msg, matching its cause err.
+type decisionError struct {
+	msg string
+	err error
+}
+
+func (e *decisionError) Error() string { return e.msg }
+func (e *decisionError) Unwrap() error { return e.err }
+
+// decisionCodes maps the errors of the decisions API to an HTTP status
+// and a gRPC code: the same answer on both transports.
+func decisionCodes(err error) (int, codes.Code) {
+	switch {
+	case errors.Is(err, windows.ErrInvalidArgument):
+		return http.StatusBadRequest, codes.InvalidArgument
+	case errors.Is(err, decisions.ErrAllowed):
+		return http.StatusForbidden, codes.PermissionDenied
+	case errors.Is(err, decisions.ErrActive):
+		return http.StatusConflict, codes.AlreadyExists
+	case errors.Is(err, decisions.ErrNotFound):
+		return http.StatusNotFound, codes.NotFound
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, codes.DeadlineExceeded
+	default: // NATS trouble
+		return http.StatusServiceUnavailable, codes.Unavailable
+	}
+}
+
+func writeDecisionError(w http.ResponseWriter, err error) {
+	code, _ := decisionCodes(err)
+	obs.WriteError(w, code, err.Error())
 }
 
 // parseKey takes an address or a prefix, canonical (masked, unmapped).
@@ -130,15 +258,12 @@ func (s *Service) handleUnban(w http.ResponseWriter, r *http.Request) {
 		obs.WriteError(w, http.StatusBadRequest, fmt.Sprintf("decision id %q is not a number", r.PathValue("id")))
 		return
 	}
-	d, err := s.decisions.Delete(r.Context(), id, "api "+r.RemoteAddr)
-	switch {
-	case errors.Is(err, decisions.ErrNotFound):
-		obs.WriteError(w, http.StatusNotFound, fmt.Sprintf("decision %d: %v", id, err))
-	case err != nil:
-		obs.WriteError(w, http.StatusServiceUnavailable, err.Error())
-	default:
-		obs.WriteJSON(w, http.StatusOK, decisionJSON{d, 0})
+	d, err := s.unban(r.Context(), id, "api "+r.RemoteAddr)
+	if err != nil {
+		writeDecisionError(w, err)
+		return
 	}
+	obs.WriteJSON(w, http.StatusOK, decisionJSON{d, 0})
 }
 
 func (s *Service) handleBlocklist(w http.ResponseWriter, r *http.Request) {
@@ -298,6 +423,11 @@ func (s *Service) startDecisions(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.decisions = st
+	s.decStore.Store(st)
 	s.cursors = &cursors{}
 	return nil
 }
+
+// decisionStore is the store for readers that may run before Start
+// opened it (the metrics).
+func (s *Service) decisionStore() *decisions.Store { return s.decStore.Load() }

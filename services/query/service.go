@@ -47,7 +47,8 @@ type Service struct {
 	reader  *windows.Reader
 	metrics *metrics
 
-	decisions *decisions.Store
+	decisions *decisions.Store // set by Start before any handler runs
+	decStore  atomic.Pointer[decisions.Store]
 	cursors   *cursors
 	rules     *detector.RulesFile // the allow list; nil without -rules.file
 
@@ -112,19 +113,39 @@ func (s *Service) Start(ctx context.Context) error {
 		s.cancel()
 		return fmt.Errorf("query: %w", err)
 	}
+	fail := func(err error) error {
+		s.cancel()
+		if s.rules != nil {
+			_ = s.rules.Close()
+		}
+		_ = s.reader.Stop(ctx)
+		return err
+	}
+	// The decisions index and the allow list come before the gRPC server:
+	// DecisionService serves them from its first call.
+	if err := s.startDecisions(ctx); err != nil {
+		return fail(fmt.Errorf("query: %w", err))
+	}
+	if s.cfg.RulesFile != "" {
+		rules, err := detector.OpenRules(s.cfg.RulesFile, s.log, nil)
+		if err != nil {
+			return fail(fmt.Errorf("query: %w", err))
+		}
+		s.rules = rules
+	}
 	lis, err := net.Listen("tcp", s.cfg.GRPCAddr)
 	if err != nil {
-		s.cancel()
-		_ = s.reader.Stop(ctx)
-		return fmt.Errorf("grpc listen %s: %w", s.cfg.GRPCAddr, err)
+		return fail(fmt.Errorf("grpc listen %s: %w", s.cfg.GRPCAddr, err))
 	}
 	s.lis = lis
 
 	s.grpc = grpc.NewServer(s.deps.GRPCOptions...)
 	logtallyv1.RegisterQueryServiceServer(s.grpc, &grpcServer{s: s})
+	logtallyv1.RegisterDecisionServiceServer(s.grpc, &decisionServer{s: s})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(logtallyv1.QueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(logtallyv1.DecisionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.grpcDone = make(chan error, 1)
@@ -142,20 +163,6 @@ func (s *Service) Start(ctx context.Context) error {
 	}()
 	if s.deps.Health != nil {
 		s.deps.Health.Add(s.Name(), s.readiness)
-	}
-	if err := s.startDecisions(ctx); err != nil {
-		s.cancel()
-		s.grpc.Stop()
-		_ = s.reader.Stop(ctx)
-		return fmt.Errorf("query: %w", err)
-	}
-	if s.cfg.RulesFile != "" {
-		if s.rules, err = detector.OpenRules(s.cfg.RulesFile, s.log, nil); err != nil {
-			s.cancel()
-			s.grpc.Stop()
-			_ = s.reader.Stop(ctx)
-			return fmt.Errorf("query: %w", err)
-		}
 	}
 	if s.deps.Mux != nil {
 		s.registerHTTP(s.deps.Mux)
@@ -280,8 +287,23 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			stat(func(st windows.Stats) float64 { return float64(st.IndexKeys) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_watch_subscribers", Help: "Open watch streams (gRPC WatchTop and SSE)."},
 			stat(func(st windows.Stats) float64 { return float64(st.Subscribers) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logtally_query_decisions_watchers", Help: "Open gRPC WatchDecisions streams."},
+			decisionStat(s, func(st *decisions.Store) float64 { return float64(st.Subscribers()) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_decisions_watch_dropped_total", Help: "WatchDecisions streams ended (RESOURCE_EXHAUSTED) because the client fell more than -decisions.watch-buffer changes behind."},
+			decisionStat(s, func(st *decisions.Store) float64 { return float64(st.SlowDropped()) })),
 	)
 	return m
+}
+
+// decisionStat reads the decisions store for a metric (0 before Start
+// opened it).
+func decisionStat(s *Service, f func(*decisions.Store) float64) func() float64 {
+	return func() float64 {
+		if st := s.decisionStore(); st != nil {
+			return f(st)
+		}
+		return 0
+	}
 }
 
 // observe records one query.
@@ -294,6 +316,8 @@ func (s *Service) observe(op, transport string, start time.Time, err error) {
 		outcome = "invalid"
 	case errors.Is(err, windows.ErrUnavailable), status.Code(err) == codes.Unavailable:
 		outcome = "unavailable"
+	case status.Code(err) == codes.PermissionDenied, status.Code(err) == codes.AlreadyExists, status.Code(err) == codes.NotFound:
+		outcome = "refused" // decisions: allow-listed, banned already, no such decision
 	default:
 		outcome = "error"
 	}

@@ -64,6 +64,8 @@ func TestAPITokensAndTLS(t *testing.T) {
 		{"GET", "/api/v1/top?last=5m", "q-tok", 200},
 		{"POST", "/api/v1/ingest", "q-tok", 401},
 		{"POST", "/api/v1/ingest", "in-tok", 200},
+		{"POST", "/api/v1/decisions", "", 401},
+		{"POST", "/api/v1/decisions", "in-tok", 401},
 	} {
 		if got := do(c.method, c.path, c.token, line); got != c.want {
 			t.Errorf("%s %s with %q: %d, want %d", c.method, c.path, c.token, got, c.want)
@@ -90,5 +92,41 @@ func TestAPITokensAndTLS(t *testing.T) {
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer q-tok")
 	if _, err := qc.Top(ctx, req); err != nil {
 		t.Fatalf("gRPC with token: %v", err)
+	}
+
+	// DecisionService: the same token for reads, writes and the stream.
+	dc := logtallyv1.NewDecisionServiceClient(conn)
+	ban := &logtallyv1.CreateDecisionRequest{Key: "203.0.113.9", Duration: durationpb.New(time.Minute)}
+	if _, err := dc.CreateDecision(context.Background(), ban); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("CreateDecision without token: %v", err)
+	}
+	inCtx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer in-tok")
+	if _, err := dc.CreateDecision(inCtx, ban); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("CreateDecision with the ingest token: %v", err)
+	}
+	if st, err := dc.WatchDecisions(context.Background(), &logtallyv1.WatchDecisionsRequest{}); err == nil {
+		if _, err := st.Recv(); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("WatchDecisions without token: %v", err)
+		}
+	}
+	made, err := dc.CreateDecision(ctx, ban)
+	if err != nil {
+		t.Fatalf("CreateDecision with token: %v", err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	st, err := dc.WatchDecisions(wctx, &logtallyv1.WatchDecisionsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seen := false; !seen; { // in the snapshot, or new just after it
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatalf("WatchDecisions with token: %v", err)
+		}
+		seen = m.GetDecision().GetId() == made.Decision.Id
+	}
+	if _, err := dc.DeleteDecision(ctx, &logtallyv1.DeleteDecisionRequest{Id: made.Decision.Id}); err != nil {
+		t.Fatalf("DeleteDecision with token: %v", err)
 	}
 }
