@@ -90,8 +90,8 @@ func TestDecisionsGRPCRoundTrip(t *testing.T) {
 		!strings.HasPrefix(a.By, "grpc 127.0.0.1:") || a.Until.AsTime().Sub(a.Created.AsTime()) != time.Hour || a.Created.AsTime().Before(before.Add(-time.Second)) {
 		t.Fatalf("created %v", a)
 	}
-	b := create(t, dc, "::ffff:198.51.100.200/120", 10*time.Minute) // IPv4-mapped: unmapped and masked
-	if b.Key != "198.51.100.0/24" {
+	b := create(t, dc, "::ffff:192.0.2.200/120", 10*time.Minute) // IPv4-mapped: unmapped and masked
+	if b.Key != "192.0.2.0/24" {
 		t.Fatalf("mapped prefix became %s", b.Key)
 	}
 
@@ -103,10 +103,10 @@ func TestDecisionsGRPCRoundTrip(t *testing.T) {
 		{&logtallyv1.ListDecisionsRequest{Rule: "manual"}, []uint64{b.Id, a.Id}},
 		{&logtallyv1.ListDecisionsRequest{Rule: "http-flood"}, nil},
 		{&logtallyv1.ListDecisionsRequest{Contains: "203.0.113.7"}, []uint64{a.Id}},
-		{&logtallyv1.ListDecisionsRequest{Contains: "198.51.100.1"}, []uint64{b.Id}},
-		{&logtallyv1.ListDecisionsRequest{Contains: "198.51.100.0/16"}, nil},
+		{&logtallyv1.ListDecisionsRequest{Contains: "192.0.2.1"}, []uint64{b.Id}},
+		{&logtallyv1.ListDecisionsRequest{Contains: "192.0.0.0/16"}, nil},
 		{&logtallyv1.ListDecisionsRequest{Within: "203.0.113.0/24"}, []uint64{a.Id}},
-		{&logtallyv1.ListDecisionsRequest{Within: "198.51.0.0/16"}, []uint64{b.Id}},
+		{&logtallyv1.ListDecisionsRequest{Within: "192.0.0.0/16"}, []uint64{b.Id}},
 		{&logtallyv1.ListDecisionsRequest{Within: "2001:db8::/32"}, nil},
 	} {
 		listed(t, dc, c.req, c.want...)
@@ -163,7 +163,7 @@ func TestDecisionsGRPCRoundTrip(t *testing.T) {
 // HTTP alike.
 func TestDecisionsGRPCAllowListed(t *testing.T) {
 	e, dc := decisionsEnv(t)
-	for _, key := range []string{"198.51.100.3", "198.51.100.0/29", "::ffff:198.51.100.9"} {
+	for _, key := range []string{"198.51.100.3", "198.51.100.0/29", "::ffff:198.51.100.9", "198.51.100.0/24" /* holds allowed addresses */} {
 		_, err := dc.CreateDecision(context.Background(), &logtallyv1.CreateDecisionRequest{Key: key, Duration: durationpb.New(time.Hour)})
 		st := status.Convert(err)
 		if st.Code() != codes.PermissionDenied || !strings.HasSuffix(st.Message(), ": the key is on the allow list") {
