@@ -221,10 +221,15 @@ func instanceID() (string, error) {
 // ensureTopology creates streams and buckets, waiting for NATS to come up.
 // Retries wait a jittered, growing time: when every stage of a fresh
 // cluster starts at once, they must not keep proposing at the same moment.
+// An attempt's time grows too, from 3 s: on a fresh cluster a request about
+// a stream whose leader is still being elected goes unanswered, and the
+// stream is there once the next attempt asks (each step is idempotent), so
+// a long first timeout only waits.
 func ensureTopology(ctx context.Context, conn *natsconn.Conn, topo topology.Config, log hclog.Logger) (int, error) {
-	wait := 100 * time.Millisecond
+	wait, limit := 100*time.Millisecond, 3*time.Second
 	for attempt := 0; ; attempt++ {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		tctx, cancel := context.WithTimeout(ctx, limit)
+		limit = min(2*limit, 10*time.Second)
 		p, err := topology.Ensure(tctx, conn.JS, topo)
 		cancel()
 		if err == nil {
