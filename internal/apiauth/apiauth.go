@@ -92,6 +92,10 @@ func (c *Config) tokenFor(path string) string {
 		return ""
 	case path == "/api/v1/ingest" || path == "/v1/logs": // OTLP/HTTP logs are ingest
 		return c.IngestToken
+	case path == "/v1/decisions" || path == "/v1/decisions/stream":
+		// The CrowdSec LAPI for bouncers, which send their X-Api-Key
+		// (checked against -decisions.bouncer-key) and no bearer token.
+		return ""
 	default:
 		return c.QueryToken
 	}

@@ -28,6 +28,11 @@ func TestHTTPTokens(t *testing.T) {
 		{"GET", "/", "", http.StatusUnauthorized},
 		{"POST", "/api/v1/ingest", "q", http.StatusUnauthorized},
 		{"POST", "/api/v1/ingest", "in", http.StatusTeapot},
+		// Bouncers authenticate with X-Api-Key, in the handler.
+		{"GET", "/v1/decisions/stream", "", http.StatusTeapot},
+		{"GET", "/v1/decisions", "", http.StatusTeapot},
+		{"GET", "/api/v1/decisions", "", http.StatusUnauthorized},
+		{"DELETE", "/v1/decisions/7", "", http.StatusUnauthorized},
 	} {
 		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
 		if tc.token != "" {
