@@ -47,9 +47,10 @@ type Service struct {
 	reader  *windows.Reader
 	metrics *metrics
 
-	decisions *decisions.Store
-	cursors   *cursors
-	rules     *detector.RulesFile // the allow list; nil without -rules.file
+	decisions  *decisions.Store
+	cursors    *cursors
+	decChanged *broadcast          // the decisions or the rules file changed
+	rules      *detector.RulesFile // the allow list and mode; nil without -rules.file
 
 	ctx      context.Context // ends when Stop begins
 	cancel   context.CancelFunc
@@ -150,7 +151,8 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("query: %w", err)
 	}
 	if s.cfg.RulesFile != "" {
-		if s.rules, err = detector.OpenRules(s.cfg.RulesFile, s.log, nil); err != nil {
+		// A reload may change the mode the dashboard shows.
+		if s.rules, err = detector.OpenRules(s.cfg.RulesFile, s.log, func(*detector.Rules) { s.decChanged.notify() }); err != nil {
 			s.cancel()
 			s.grpc.Stop()
 			_ = s.reader.Stop(ctx)
