@@ -74,7 +74,11 @@ func TestSSEOverviewDecisions(t *testing.T) {
 	write := func(mode string) {
 		t.Helper()
 		y := "mode: " + mode + "\nrules:\n  - name: flood\n    range: 1m\n    threshold: 10\n    ban: 10m\n"
-		if err := os.WriteFile(rules, []byte(y), 0o644); err != nil {
+		// Atomically: a reload never reads it half written.
+		if err := os.WriteFile(rules+".tmp", []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(rules+".tmp", rules); err != nil {
 			t.Fatal(err)
 		}
 	}
