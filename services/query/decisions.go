@@ -305,7 +305,7 @@ const DashboardMaxDecisions = 500
 // decisionsEventJSON is one "decisions" event of the overview stream.
 type decisionsEventJSON struct {
 	Mode      string         `json:"mode"`       // the rules file's: enforce or simulate
-	RulesFile bool           `json:"rules_file"` // false: this query target has no -rules.file, mode is a guess
+	RulesFile bool           `json:"rules_file"` // false: this query target has no -rules.file (mode is then the API default, enforce)
 	Now       string         `json:"now"`        // the server's clock, for clients to count down from until
 	Total     int            `json:"total"`      // active decisions, items holds the newest DashboardMaxDecisions
 	Items     []decisionJSON `json:"items"`
