@@ -126,6 +126,7 @@ func TestDashboardBadParameters(t *testing.T) {
 		{"/api/v1/watch/overview?step=7s", "step 7s must be a positive multiple of 1m"},
 		{"/api/v1/watch/overview?step=1m&last=400d", "more than the maximum of 10000"},
 		{"/api/v1/watch/overview?from=2026-11-24T11:00:00Z", "from and to must be given together"},
+		{"/api/v1/watch/overview?decisions=maybe", `decisions "maybe" is not a boolean`},
 		{"/api/v1/dead-letters?n=0", "n must be between 1 and 500, got 0"},
 		{"/api/v1/dead-letters?n=501", "n must be between 1 and 500, got 501"},
 		{"/api/v1/dead-letters?n=lots", `n "lots" is not a whole number`},

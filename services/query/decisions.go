@@ -407,8 +407,9 @@ func (s *Service) handleBouncerDecisions(w http.ResponseWriter, r *http.Request,
 	obs.WriteJSON(w, http.StatusOK, toCrowdsec(s.decisions.Lookup(ip), s.now()))
 }
 
-// startDecisions opens the decisions store and its index, and the rules
-// file for the allow list.
+// startDecisions opens the decisions store and its index, and fans its
+// changes out to the streams (watchDecisions). The rules file, for the
+// allow list and the mode, is opened by Start.
 func (s *Service) startDecisions(ctx context.Context) error {
 	st, err := decisions.Open(ctx, s.deps.NATS.JS)
 	if err != nil {
@@ -425,9 +426,108 @@ func (s *Service) startDecisions(ctx context.Context) error {
 	s.decisions = st
 	s.decStore.Store(st)
 	s.cursors = &cursors{}
+	s.decChanged = newBroadcast()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-st.Changed():
+				s.decChanged.notify()
+			}
+		}
+	}()
 	return nil
 }
 
 // decisionStore is the store for readers that may run before Start
 // opened it (the metrics).
 func (s *Service) decisionStore() *decisions.Store { return s.decStore.Load() }
+
+// broadcast wakes every waiter at each notify: the store's Changed has one
+// receiver, the streams are many.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newBroadcast() *broadcast { return &broadcast{ch: make(chan struct{})} }
+
+// wait returns a channel closed at the next notify.
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+}
+
+// DashboardMaxDecisions bounds the decisions of one stream event, newest
+// first; "total" counts them all.
+const DashboardMaxDecisions = 500
+
+// decisionsEventJSON is one "decisions" event of the overview stream.
+type decisionsEventJSON struct {
+	Mode      string         `json:"mode"`       // the rules file's: enforce or simulate
+	RulesFile bool           `json:"rules_file"` // false: this query target has no -rules.file (mode is then the API default, enforce)
+	Now       string         `json:"now"`        // the server's clock, for clients to count down from until
+	Total     int            `json:"total"`      // active decisions, items holds the newest DashboardMaxDecisions
+	Items     []decisionJSON `json:"items"`
+}
+
+func (s *Service) decisionsEvent() ([]byte, error) {
+	now := s.now()
+	active := s.decisions.Active(true)
+	ev := decisionsEventJSON{Mode: s.mode(), RulesFile: s.rules != nil, Now: now.UTC().Format(time.RFC3339Nano),
+		Total: len(active), Items: make([]decisionJSON, 0, min(len(active), DashboardMaxDecisions))}
+	for _, d := range active[:min(len(active), DashboardMaxDecisions)] {
+		ev.Items = append(ev.Items, decisionJSON{d, d.Left(now).Seconds()})
+	}
+	return json.Marshal(ev)
+}
+
+// watchDecisions sends the active decisions at once and again whenever
+// they or the rules file change, at most every windows.MinWatchInterval
+// (bursts coalesce). Expiry is a change too: the server's expiry marker
+// reaches the index's watch. It returns nil when ctx ends or the service
+// stops, or send's error.
+func (s *Service) watchDecisions(ctx context.Context, send func([]byte) error) error {
+	var lastSent time.Time
+	for {
+		changed := s.decChanged.wait()
+		data, err := s.decisionsEvent()
+		if err != nil {
+			return err
+		}
+		if err := send(data); err != nil {
+			return err
+		}
+		lastSent = time.Now()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.ctx.Done():
+			return nil
+		case <-changed:
+		}
+		if wait := windows.MinWatchInterval - time.Since(lastSent); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-s.ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+	}
+}

@@ -47,10 +47,11 @@ type Service struct {
 	reader  *windows.Reader
 	metrics *metrics
 
-	decisions *decisions.Store // set by Start before any handler runs
-	decStore  atomic.Pointer[decisions.Store]
-	cursors   *cursors
-	rules     *detector.RulesFile // the allow list; nil without -rules.file
+	decisions  *decisions.Store // set by Start before any handler runs
+	decStore   atomic.Pointer[decisions.Store]
+	cursors    *cursors
+	decChanged *broadcast          // the decisions or the rules file changed
+	rules      *detector.RulesFile // the allow list and mode; nil without -rules.file
 
 	ctx      context.Context // ends when Stop begins
 	cancel   context.CancelFunc
@@ -127,7 +128,8 @@ func (s *Service) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("query: %w", err))
 	}
 	if s.cfg.RulesFile != "" {
-		rules, err := detector.OpenRules(s.cfg.RulesFile, s.log, nil)
+		// A reload may change the mode the dashboard shows.
+		rules, err := detector.OpenRules(s.cfg.RulesFile, s.log, func(*detector.Rules) { s.decChanged.notify() })
 		if err != nil {
 			return fail(fmt.Errorf("query: %w", err))
 		}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,14 +21,20 @@ import (
 //
 //	GET /api/v1/watch/top?n=10&last=5m|from=&to=[&class=][&cidr=]
 //	    data: {"from","to","class","items":[{"ip","count",…}]}  (as /api/v1/top)
-//	GET /api/v1/watch/overview?last=1h|from=&to=&step=1m
+//	GET /api/v1/watch/overview?last=1h|from=&to=&step=1m[&decisions=1]
 //	    data: {"totals":{…as /api/v1/totals},"series":{…as /api/v1/series},
 //	           "last_minute":{"start","count"}}
+//	    with decisions=1 also, at once and whenever the decisions or the
+//	    rules file's mode change (never per second: clients count down):
+//	    event: decisions
+//	    data: {"mode","rules_file","now","total","items":[…as /api/v1/decisions]}
 //
-// Each event is one line of JSON (the default "message" type) with an id
-// counting from 1; comments (": ping") are sent every SSEPing to keep proxies
-// from closing an idle stream. Bad parameters get the usual 400 JSON error
-// before the stream starts; when the service stops, the stream ends.
+// Each event is one line of JSON (the default "message" type unless named)
+// with an id counting from 1; comments (": ping") are sent every SSEPing to
+// keep proxies from closing an idle stream. Bad parameters get the usual 400
+// JSON error before the stream starts; when the service stops, the stream
+// ends. The dashboard's decisions ride on its overview stream rather than a
+// stream of their own: browsers allow six HTTP/1.1 connections per origin.
 
 // SSEPing is the interval of keep-alive comments on event streams.
 var SSEPing = 15 * time.Second
@@ -62,10 +70,14 @@ func (st *sseStream) start() error {
 	return err
 }
 
-// send writes one event of JSON data.
-func (st *sseStream) send(data []byte) error {
-	if bytes.ContainsAny(data, "\r\n") {
-		return errors.New("sse: event data must be one line")
+// send writes one event of JSON data (the default "message" type).
+func (st *sseStream) send(data []byte) error { return st.sendEvent("", data) }
+
+// sendEvent writes one event of JSON data with an event type ("" is the
+// default "message"). Several goroutines may send on one stream.
+func (st *sseStream) sendEvent(event string, data []byte) error {
+	if bytes.ContainsAny(data, "\r\n") || strings.ContainsAny(event, "\r\n") {
+		return errors.New("sse: event type and data must be one line")
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -74,6 +86,11 @@ func (st *sseStream) send(data []byte) error {
 		return err
 	}
 	st.id++
+	if event != "" {
+		if _, err := fmt.Fprintf(st.w, "event: %s\n", event); err != nil {
+			return err
+		}
+	}
 	if _, err := fmt.Fprintf(st.w, "id: %d\ndata: %s\n\n", st.id, data); err != nil {
 		return err
 	}
@@ -210,12 +227,48 @@ func (s *Service) handleWatchOverview(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	withDecisions := false
+	if v := q.Get("decisions"); v != "" {
+		if withDecisions, err = strconv.ParseBool(v); err != nil {
+			writeErr(w, windows.Invalidf("decisions %q is not a boolean", v))
+			return
+		}
+	}
 	st := newSSEStream(w)
 	_ = st.serve(r.Context(), func(ctx context.Context) error {
-		return s.watchRange(ctx, spec, func(ctx context.Context, rg windows.Range) ([]byte, error) {
-			return s.overview(ctx, rg, step)
-		}, st.send)
+		overview := func(ctx context.Context) error {
+			return s.watchRange(ctx, spec, func(ctx context.Context, rg windows.Range) ([]byte, error) {
+				return s.overview(ctx, rg, step)
+			}, st.send)
+		}
+		if !withDecisions {
+			return overview(ctx)
+		}
+		return both(ctx, overview, func(ctx context.Context) error {
+			return s.watchDecisions(ctx, func(data []byte) error { return st.sendEvent("decisions", data) })
+		})
 	})
+}
+
+// both runs a and b until both returned; the first to return ends the
+// other (through ctx). The error is a's, else b's.
+func both(ctx context.Context, a, b func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var berr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		berr = b(ctx)
+		cancel()
+	}()
+	err := a(ctx)
+	cancel()
+	<-done
+	if err != nil {
+		return err
+	}
+	return berr
 }
 
 // checkSpec resolves spec now and checks the range.

@@ -57,7 +57,9 @@ func chromePath(t *testing.T) string {
 	return ""
 }
 
-func startApp(t *testing.T) *app.App {
+// startApp runs the all-in-one app on free loopback ports; extra flags
+// come last and win.
+func startApp(t *testing.T, extra ...string) *app.App {
 	t.Helper()
 	var cfg app.Config
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
@@ -68,7 +70,7 @@ func startApp(t *testing.T) *app.App {
 		"-aggregator.flush-interval=200ms", "-aggregator.heartbeat=200ms",
 		"-parser.partitions=8", "-data.dir=" + t.TempDir(),
 	}
-	if err := config.Parse(fs, args, "LOGTALLY_TEST_UNUSED_"); err != nil {
+	if err := config.Parse(fs, append(args, extra...), "LOGTALLY_TEST_UNUSED_"); err != nil {
 		t.Fatal(err)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "browser", Level: hclog.Error, Output: io.Discard})
@@ -263,18 +265,10 @@ const firstRowJS = `(() => {
   };
 })()`
 
-func TestDashboard(t *testing.T) {
-	chrome := chromePath(t)
-	a := startApp(t)
-	base := "http://" + a.HTTPAddr().String()
-
-	now := time.Now()
-	tr := newTraffic(now)
-	dead := deadLines(now)
-	ingest(t, base, "nginx", tr.lines)
-	ingest(t, base, "edge-proxy", dead)
-	waitTotals(t, base, tr.total, len(dead))
-
+// openBrowser starts a headless Chromium; its context ends with the test.
+// Any uncaught script error or console.error on the page fails the test.
+func openBrowser(t *testing.T, chrome string) context.Context {
+	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chrome),
 		chromedp.Headless,
@@ -295,11 +289,11 @@ func TestDashboard(t *testing.T) {
 		chromedp.WindowSize(1440, 1010),
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
+	t.Cleanup(acancel)
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	t.Cleanup(cancel)
 	ctx, tcancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer tcancel()
+	t.Cleanup(tcancel)
 
 	// Any uncaught script error fails the test.
 	var (
@@ -331,14 +325,29 @@ func TestDashboard(t *testing.T) {
 	if listenErr != nil {
 		t.Fatalf("listen to page events: %v", listenErr)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		jsMu.Lock()
 		defer jsMu.Unlock()
 		for _, e := range jsErrs {
 			t.Errorf("script error on the page: %s", e)
 		}
-	}()
+	})
+	return ctx
+}
 
+func TestDashboard(t *testing.T) {
+	chrome := chromePath(t)
+	a := startApp(t)
+	base := "http://" + a.HTTPAddr().String()
+
+	now := time.Now()
+	tr := newTraffic(now)
+	dead := deadLines(now)
+	ingest(t, base, "nginx", tr.lines)
+	ingest(t, base, "edge-proxy", dead)
+	waitTotals(t, base, tr.total, len(dead))
+
+	ctx := openBrowser(t, chrome)
 	if err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(1440, 1010),
 		chromedp.Navigate(base+"/?last=1h&n=10"),
@@ -358,6 +367,15 @@ func TestDashboard(t *testing.T) {
 			return v["req"] == fmtCount(tr.total) && v["distinct"] == fmtCount(len(tr.counts)) && v["dead"] == fmtCount(len(dead)) && v["chart"].(float64) >= 1
 		})
 	t.Logf("stats: %v", stats)
+
+	// No rules file here: the decisions panel is empty and says the mode is
+	// not known on this target.
+	waitJS(t, ctx, "empty decisions panel",
+		`({rows: document.querySelector('#decisions-table tbody').textContent, mode: document.querySelector('#decisions-mode').textContent,
+		   badgeHidden: document.querySelector('#decisions-mode-badge').getBoundingClientRect().width === 0, marks: document.querySelectorAll('#top-chart g.badge').length})`,
+		func(v map[string]any) bool {
+			return v["rows"] == "No active decisions." && strings.Contains(v["mode"].(string), "no -rules.file") && v["badgeHidden"] == true && v["marks"].(float64) == 0
+		})
 
 	// Dead letters are listed as text: the injected markup is not an element.
 	waitJS(t, ctx, "dead letters listed as text",

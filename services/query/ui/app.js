@@ -3,8 +3,10 @@
 // Data comes from the query target's JSON API. Two Server-Sent Events
 // streams push every change: /api/v1/watch/top (the top N, as /api/v1/top)
 // and /api/v1/watch/overview (totals, the all-IP series and the latest
-// complete minute). Everything shown from the data (IPs, dead-letter lines)
-// is set with textContent, never parsed as HTML.
+// complete minute, and with decisions=1 "decisions" events: the active
+// decisions and the rules file's mode, per change; time left is counted
+// down here). Everything shown from the data (IPs, dead-letter lines,
+// decision keys and reasons) is set with textContent, never parsed as HTML.
 'use strict';
 
 (function () {
@@ -20,6 +22,8 @@
     ip: '', cidr: '',
     top: null, overview: null, ipSeries: null,
     dead: -1,
+    decisions: null, // the last "decisions" event
+    clockSkew: 0, // server clock minus this one's, from that event
   };
   const streams = [];
 
@@ -126,6 +130,113 @@
   }
   function isIP(s) { return /^[0-9a-fA-F:.]+(%[^/]*)?$/.test(s) && (s.includes('.') || s.includes(':')); }
 
+  // ---------- addresses and decisions ----------
+
+  // ipBytes is an IPv4 (4) or IPv6 (16) address as bytes, or null.
+  function ipBytes(s) {
+    s = s.replace(/%.*$/, '');
+    const v4 = (x) => {
+      const p = x.split('.');
+      if (p.length !== 4 || !p.every((o) => /^\d{1,3}$/.test(o) && Number(o) <= 255)) return null;
+      return p.map(Number);
+    };
+    if (!s.includes(':')) return v4(s);
+    let tail4 = [];
+    if (s.includes('.')) {
+      const i = s.lastIndexOf(':');
+      tail4 = v4(s.slice(i + 1));
+      if (!tail4) return null;
+      s = s.slice(0, i + 1) + '0:0'; // its two groups, filled in below
+    }
+    const halves = s.split('::');
+    if (halves.length > 2) return null;
+    const groups = (x) => (x === '' ? [] : x.split(':'));
+    const head = groups(halves[0]), tail = halves.length === 2 ? groups(halves[1]) : [];
+    const fill = 8 - head.length - tail.length;
+    if (halves.length === 1 ? fill !== 0 : fill < 1) return null;
+    const all = head.concat(Array(halves.length === 2 ? fill : 0).fill('0'), tail);
+    const out = [];
+    for (const g of all) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+      const v = parseInt(g, 16);
+      out.push(v >> 8, v & 255);
+    }
+    if (tail4.length) out.splice(12, 4, ...tail4);
+    return out;
+  }
+
+  // parsePrefix is "addr/bits" (or a bare address) as {bytes, bits}, or null.
+  function parsePrefix(s) {
+    const i = s.indexOf('/');
+    const b = ipBytes(i < 0 ? s : s.slice(0, i));
+    if (!b) return null;
+    const len = i < 0 ? String(b.length * 8) : s.slice(i + 1);
+    const bits = Number(len);
+    if (!/^\d{1,3}$/.test(len) || bits > b.length * 8) return null;
+    return { bytes: b, bits };
+  }
+
+  function prefixContains(p, b) {
+    if (!p || !b || p.bytes.length !== b.length) return false;
+    let bits = p.bits;
+    for (let i = 0; bits > 0; i++, bits -= 8) {
+      const mask = bits >= 8 ? 255 : (0xff << (8 - bits)) & 255;
+      if ((p.bytes[i] & mask) !== (b[i] & mask)) return false;
+    }
+    return true;
+  }
+
+  // keyText is a decision's key as bouncers get it: a bare address for a
+  // single address, else the prefix.
+  function keyText(d) {
+    const p = d.net;
+    return p && p.bits === p.bytes.length * 8 ? d.key.slice(0, d.key.indexOf('/')) : d.key;
+  }
+
+  function serverNow() { return Date.now() + state.clockSkew; }
+  function leftMs(d) { return Date.parse(d.until) - serverNow(); }
+
+  // fmtLeft: 45s, 9m 58s, 3h 07m, 2d 04h.
+  function fmtLeft(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + 's';
+    if (s < 3600) return Math.floor(s / 60) + 'm ' + pad(s % 60) + 's';
+    if (s < 86400) return Math.floor(s / 3600) + 'h ' + pad(Math.floor(s / 60) % 60) + 'm';
+    return Math.floor(s / 86400) + 'd ' + pad(Math.floor(s / 3600) % 24) + 'h';
+  }
+
+  // activeDecisions are the decisions of the last event not yet over by
+  // this page's clock (the server's expiry event follows).
+  function activeDecisions() {
+    if (!state.decisions) return [];
+    return state.decisions.items.filter((d) => leftMs(d) > 0);
+  }
+
+  // markOf is how the top list marks ip: banned by an enforced decision
+  // covering it (the one lasting longest), else simulated, else null.
+  function markOf(ip, active) {
+    const b = ipBytes(ip);
+    let banned = null, simulated = null;
+    for (const d of active) {
+      if (!prefixContains(d.net, b)) continue;
+      const later = (o) => !o || Date.parse(d.until) > Date.parse(o.until);
+      if (d.simulated) { if (later(simulated)) simulated = d; } else if (later(banned)) banned = d;
+    }
+    if (banned) return { kind: 'banned', d: banned };
+    if (simulated) return { kind: 'simulated', d: simulated };
+    return null;
+  }
+
+  function markTitle(m) {
+    const by = m.d.rule === 'manual' ? 'by hand' : 'by rule ' + m.d.rule;
+    const what = m.kind === 'banned' ? 'banned ' + by : 'simulated decision ' + by + ' (not enforced)';
+    return what + ' (' + keyText(m.d) + '), ' + fmtLeft(leftMs(m.d)) + ' left';
+  }
+
+  // countdowns are the texts that show a time left, rewritten by tick:
+  // {el, d, text(d)}; each render replaces its own list.
+  const countdowns = { top: [], table: [] };
+
   // ---------- charts ----------
 
   // renderTop draws the top N as horizontal bars: rank, IP, bar, count,
@@ -141,6 +252,9 @@
       return;
     }
     const total = state.overview ? state.overview.totals.requests : 0;
+    const active = activeDecisions();
+    const marks = items.map((it) => markOf(it.ip, active));
+    countdowns.top = [];
     const W = Math.max(360, box.clientWidth || 600);
     const rowH = 28;
     const H = items.length * rowH;
@@ -150,23 +264,36 @@
     const ipW = maxIP * 7.7 + 16;
     const countW = Math.max(...items.map((i) => fmt(i.count).length)) * 8 + 22;
     const shareW = total ? 58 : 0;
-    const barX = rankW + ipW;
+    const markW = marks.some((m) => m) ? 78 : 0;
+    const barX = rankW + ipW + markW;
     const barW = Math.max(24, W - barX - countW - shareW - 4);
     const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'list', class: 'top-bars' });
     items.forEach((it, i) => {
       const y = rowH / 2;
       const share = pct(it.count, total);
+      const mark = marks[i];
       const g = svg('g', {
-        class: 'row' + (it.ip === state.ip ? ' selected' : ''),
+        class: 'row' + (it.ip === state.ip ? ' selected' : '') + (mark ? ' ' + mark.kind : ''),
         transform: `translate(0 ${i * rowH})`, tabindex: '0', role: 'listitem',
         'data-ip': it.ip, 'data-count': String(it.count),
-        'aria-label': `${it.ip}: ${fmt(it.count)} requests`,
+        'aria-label': `${it.ip}: ${fmt(it.count)} requests` + (mark ? ', ' + mark.kind : ''),
       });
+      if (mark) g.setAttribute('data-mark', mark.kind);
       g.append(svg('title', null, `${it.ip} — ${fmt(it.count)} requests${share ? ' (' + share + ' of all)' : ''}`));
       g.append(svg('rect', { class: 'bg', x: 0, y: 1, width: W, height: rowH - 2, rx: 5 }));
       g.append(svg('text', { class: 'rank', x: rankW - 10, y, 'text-anchor': 'end', 'dominant-baseline': 'central' }, i + 1));
       const ipText = it.ip.length > maxIP ? it.ip.slice(0, maxIP - 1) + '…' : it.ip;
       g.append(svg('text', { class: 'ip', x: rankW, y, 'dominant-baseline': 'central' }, ipText));
+      if (mark) {
+        const bw = mark.kind === 'banned' ? 56 : 70;
+        const badge = svg('g', { class: 'badge ' + mark.kind, transform: `translate(${rankW + ipW - 6} 0)` });
+        const title = svg('title', null, markTitle(mark));
+        countdowns.top.push({ el: title, d: mark.d, text: () => markTitle(mark) });
+        badge.append(title);
+        badge.append(svg('rect', { x: 0, y: 6, width: bw, height: rowH - 12, rx: 4 }));
+        badge.append(svg('text', { x: bw / 2, y, 'text-anchor': 'middle', 'dominant-baseline': 'central' }, mark.kind));
+        g.append(badge);
+      }
       const bw = Math.max(2, (it.count / maxCount) * barW);
       g.append(svg('rect', { class: 'bar', x: barX, y: 7, width: bw.toFixed(1), height: rowH - 14, rx: 2.5 }));
       g.append(svg('text', { class: 'count', x: barX + barW + countW - 6, y, 'text-anchor': 'end', 'dominant-baseline': 'central' }, fmt(it.count)));
@@ -174,6 +301,70 @@
       root.append(g);
     });
     box.replaceChildren(root);
+  }
+
+  // renderDecisions fills the decisions panel from the last event.
+  function renderDecisions() {
+    const ev = state.decisions;
+    if (!ev) return;
+    const panel = $('#decisions-panel');
+    const simulate = ev.mode === 'simulate';
+    panel.dataset.mode = ev.rules_file ? ev.mode : '';
+    $('#decisions-mode-badge').hidden = !simulate;
+    const mode = $('#decisions-mode');
+    mode.className = 'mode' + (simulate ? ' notice' : ' muted');
+    if (simulate) {
+      mode.textContent = 'Simulate mode (rules file): the rules\' decisions are recorded and listed here, flagged simulated, ' +
+        'and not enforced — bouncers, the blocklist, the nginx file and the webhook do not get them. Bans by hand are enforced.';
+    } else if (ev.rules_file) {
+      mode.textContent = 'Enforce mode: decisions are served to bouncers, the blocklist, the nginx file and the webhook.';
+    } else {
+      mode.textContent = 'This query target has no -rules.file, so it does not know the rules\' mode; decisions flagged simulated are not enforced.';
+    }
+    const active = activeDecisions();
+    const cut = ev.total > ev.items.length;
+    $('#decisions-count').textContent = cut ? `newest ${fmt(ev.items.length)} of ${fmt(ev.total)} active` : `${fmt(active.length)} active`;
+    countdowns.table = [];
+    const rows = active.map((d) => {
+      const left = h('td', { class: 'num left', title: 'until ' + fmtTime(d.until, true) + ' UTC', text: fmtLeft(leftMs(d)) });
+      countdowns.table.push({ el: left, d, text: () => fmtLeft(leftMs(d)) });
+      const manual = d.origin === 'manual';
+      const ruleTitle = manual ? 'a ban by hand' : `${d.class || 'requests'} over ${d.range || '?'} above ${fmt(d.threshold)}` + (d.window ? ', in ' + d.window : '') + (d.offence ? `; offence ${d.offence + 1}` : '');
+      const origin = h('td', { class: 'origin', title: 'by ' + d.by + ', ' + fmtTime(d.created, true) + ' UTC' }, manual ? 'manual' : 'detector');
+      if (d.simulated) origin.append(' ', h('span', { class: 'badge sim', text: 'simulated' }));
+      return h('tr', { class: d.simulated ? 'simulated' : '', 'data-id': String(d.id), 'data-key': d.key },
+        h('td', { class: 'mono key', title: d.key, text: keyText(d) }),
+        h('td', { class: 'rule', title: ruleTitle, text: d.rule }),
+        h('td', { class: 'num count', text: manual && !d.threshold ? '–' : fmt(d.count) + ' / ' + fmt(d.threshold) }),
+        left,
+        origin,
+        h('td', { class: 'reason', title: d.reason || '', text: d.reason || '' }));
+    });
+    if (rows.length === 0) rows.push(h('tr', null, h('td', { colspan: '6', class: 'muted', text: 'No active decisions.' })));
+    $('#decisions-table tbody').replaceChildren(...rows);
+  }
+
+  function onDecisions(ev) {
+    for (const d of ev.items) d.net = parsePrefix(d.key);
+    const now = Date.parse(ev.now);
+    state.clockSkew = isNaN(now) ? 0 : now - Date.now();
+    state.decisions = ev;
+    renderDecisions();
+    renderTop();
+  }
+
+  // tick rewrites the times left; a decision that ran out leaves the
+  // panel and the top list at once.
+  function tick() {
+    let over = false;
+    for (const list of [countdowns.table, countdowns.top]) {
+      for (const c of list) {
+        if (leftMs(c.d) <= 0) over = true;
+        const t = c.text();
+        if (c.el.textContent !== t) c.el.textContent = t;
+      }
+    }
+    if (over) { renderDecisions(); renderTop(); }
   }
 
   function niceStep(max, ticks) {
@@ -414,15 +605,18 @@
 
   // watch opens one EventSource; a stream the server refused (e.g. 400 on
   // bad parameters) is not retried: its error message is shown instead.
-  function watch(url, onData) {
+  // named maps event types other than the default to their handlers.
+  function watch(url, onData, named) {
     const es = new EventSource(url);
-    es.onmessage = (e) => {
+    const handle = (fn) => (e) => {
       let d;
       try { d = JSON.parse(e.data); } catch (_) { return; }
-      onData(d);
+      fn(d);
       showError('');
       setLive('live', 'live · ' + new Date().toISOString().slice(11, 19) + ' UTC');
     };
+    es.onmessage = handle(onData);
+    if (named) for (const type in named) es.addEventListener(type, handle(named[type]));
     es.onerror = async () => {
       if (es.readyState === EventSource.CLOSED) {
         setLive('error', 'stopped');
@@ -441,7 +635,7 @@
     setLive('connecting', 'connecting…');
     const step = stepFor(rangeMinutes());
     watch(apiURL('/api/v1/watch/top', { n: state.n }), (top) => { state.top = top; renderTop(); renderRPM(); });
-    watch(apiURL('/api/v1/watch/overview', { step }), onOverview);
+    watch(apiURL('/api/v1/watch/overview', { step, decisions: 1 }), onOverview, { decisions: onDecisions });
   }
 
   // ---------- controls and URL ----------
@@ -543,6 +737,7 @@
     });
     syncControls();
     connect();
+    setInterval(tick, 250);
     loadDeadLetters();
     if (state.ip) { $('#q').value = state.ip; loadIP(state.ip, true); } else if (state.cidr) { $('#q').value = state.cidr; loadCIDR(state.cidr, true); }
   }
