@@ -20,7 +20,7 @@ import (
 	"github.com/logtally/logtally/internal/topology"
 )
 
-func writeRules(t *testing.T, yaml string) string {
+func writeRules(t testing.TB, yaml string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
