@@ -207,3 +207,34 @@ func TestAuditOncePerDecision(t *testing.T) {
 		t.Fatalf("audit trail %v, want %v", h, want)
 	}
 }
+
+// A key that stays over its threshold after each ban ends is banned again,
+// each time for twice as long: episodes thin out geometrically instead of
+// a ban/unban every evaluation.
+func TestNoBanStorm(t *testing.T) {
+	rules := writeRules(t, "rules:\n  - {name: flap, key: ip, range: 5m, threshold: 10, ban: 1s, escalation: {factor: 2, max: 1h}}\n")
+	a := apptest.Start(t, "-rules.file="+rules, "-detector.interval=100ms")
+	apptest.SendAccessLines(t, a.Ingest.TCPAddr(), time.Now(), 11, "203.0.113.9")
+	start := time.Now()
+	apptest.Eventually(t, "the first ban", 30*time.Second, func() bool { return len(active(a)) == 1 })
+	var bans []time.Duration
+	seen := map[uint64]bool{}
+	for time.Since(start) < 8*time.Second {
+		for _, d := range a.Detector.Store().Active(true) {
+			if !seen[d.ID] {
+				seen[d.ID] = true
+				bans = append(bans, d.Until.Sub(d.Created))
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// 1s, 2s, 4s (then 8s): at most 4 episodes in 8 s of 80 evaluations.
+	if len(bans) < 3 || len(bans) > 4 {
+		t.Fatalf("%d bans in 8 s: %v", len(bans), bans)
+	}
+	for i, b := range bans {
+		if want := time.Second << i; b != want {
+			t.Fatalf("ban %d lasted %s, want %s (all: %v)", i, b, want, bans)
+		}
+	}
+}
