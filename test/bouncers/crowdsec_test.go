@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logtally/logtally/internal/app"
 	"github.com/logtally/logtally/internal/apptest"
 	"github.com/logtally/logtally/internal/decisions"
 )
@@ -47,43 +45,6 @@ func need(t *testing.T, prog string) string {
 	return p
 }
 
-func startApp(t *testing.T, args ...string) *app.App {
-	t.Helper()
-	a, err := app.New(apptest.Config(t, args...), apptest.Logger("logtally"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	})
-	return a
-}
-
-// sendLines writes n access-log lines of ip, timestamped now, over TCP.
-func sendLines(t *testing.T, addr net.Addr, ip string, n int) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var b bytes.Buffer
-	ts := time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700")
-	for range n {
-		fmt.Fprintf(&b, "%s - - [%s] \"GET / HTTP/1.1\" 200 12\n", ip, ts)
-	}
-	if _, err := c.Write(b.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func getDecisions(t *testing.T, base string) []decisions.Decision {
 	t.Helper()
 	resp, err := http.Get(base + "/api/v1/decisions")
@@ -96,17 +57,6 @@ func getDecisions(t *testing.T, base string) []decisions.Decision {
 		t.Fatal(err)
 	}
 	return out.Items
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // The detector bans the IP over the rule's threshold (once, with two
@@ -122,9 +72,9 @@ func TestCrowdsecCustomBouncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	const key = "test-bouncer-key-1"
-	a := startApp(t, "-rules.file="+rules, "-decisions.bouncer-key=other-key,"+key, "-detector.interval=200ms", "-nats.embedded-listen=127.0.0.1:0")
+	a := apptest.Start(t, "-rules.file="+rules, "-decisions.bouncer-key=other-key,"+key, "-detector.interval=200ms", "-nats.embedded-listen=127.0.0.1:0")
 	// A second detector replica on the same NATS.
-	startApp(t, "-target=detector", "-nats.url="+a.EmbeddedNATSURL(), "-rules.file="+rules, "-detector.interval=200ms")
+	apptest.Start(t, "-target=detector", "-nats.url="+a.EmbeddedNATSURL(), "-rules.file="+rules, "-detector.interval=200ms")
 	base := "http://" + a.HTTPAddr().String()
 
 	// The bouncer calls its binary with add|del IP SECONDS SCENARIO JSON.
@@ -169,12 +119,12 @@ prometheus:
 	})
 
 	tcp := a.Ingest.TCPAddr()
-	sendLines(t, tcp, "203.0.113.66", 120) // over 50
-	sendLines(t, tcp, "198.51.100.5", 120) // over, but allowed
-	sendLines(t, tcp, "192.0.2.9", 50)     // not above 50
+	apptest.SendAccessLines(t, tcp, time.Now(), 120, "203.0.113.66") // over 50
+	apptest.SendAccessLines(t, tcp, time.Now(), 120, "198.51.100.5") // over, but allowed
+	apptest.SendAccessLines(t, tcp, time.Now(), 50, "192.0.2.9")     // not above 50
 
 	var first decisions.Decision
-	waitFor(t, "a decision for 203.0.113.66", 30*time.Second, func() bool {
+	apptest.Eventually(t, "a decision for 203.0.113.66", 30*time.Second, func() bool {
 		ds := getDecisions(t, base)
 		if len(ds) == 1 {
 			first = ds[0]
@@ -188,7 +138,7 @@ prometheus:
 		t.Fatalf("first ban lasts %s, want 10m", ban)
 	}
 	readCalls := func() string { b, _ := os.ReadFile(calls); return string(b) }
-	waitFor(t, "the bouncer to add the ban", 30*time.Second, func() bool {
+	apptest.Eventually(t, "the bouncer to add the ban", 30*time.Second, func() bool {
 		return strings.Contains(readCalls(), "add 203.0.113.66 ")
 	})
 	// Several evaluations by two replicas later, still one decision.
@@ -215,11 +165,11 @@ prometheus:
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("unban: %v %v", resp, err)
 	}
-	waitFor(t, "the bouncer to delete the ban", 30*time.Second, func() bool {
+	apptest.Eventually(t, "the bouncer to delete the ban", 30*time.Second, func() bool {
 		return strings.Contains(readCalls(), "del 203.0.113.66 ")
 	})
 	var second decisions.Decision
-	waitFor(t, "the next episode's decision", 30*time.Second, func() bool {
+	apptest.Eventually(t, "the next episode's decision", 30*time.Second, func() bool {
 		ds := getDecisions(t, base)
 		if len(ds) == 1 && ds[0].ID != first.ID {
 			second = ds[0]
@@ -230,7 +180,7 @@ prometheus:
 	if second.Offence != 1 || second.Until.Sub(second.Created) != 20*time.Minute {
 		t.Fatalf("second decision %+v: want offence 1 and a 20m ban", second)
 	}
-	waitFor(t, "the bouncer to add the escalated ban", 30*time.Second, func() bool {
+	apptest.Eventually(t, "the bouncer to add the escalated ban", 30*time.Second, func() bool {
 		return strings.Count(readCalls(), "add 203.0.113.66 ") == 2
 	})
 	if c := readCalls(); strings.Contains(c, "198.51.100.5") || strings.Contains(c, "192.0.2.9") {

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/logtally/logtally/internal/apptest"
 	"github.com/logtally/logtally/internal/decisions"
 )
 
@@ -224,7 +225,7 @@ func TestFirewallBouncerNftables(t *testing.T) {
 	const key = "test-firewall-key"
 	// HTTP on the veth address: the API for the test, the LAPI for the
 	// bouncer in the namespace.
-	a := startApp(t, "-rules.file="+rules, "-decisions.bouncer-key="+key, "-detector.interval=200ms",
+	a := apptest.Start(t, "-rules.file="+rules, "-decisions.bouncer-key="+key, "-detector.interval=200ms",
 		"-http.addr="+n.hostAddr.String()+":0")
 	base := "http://" + a.HTTPAddr().String()
 	srv := listenIn(t, n.ns, n.server.String()+":0").Addr().String()
@@ -291,7 +292,7 @@ prometheus:
 		return s
 	}
 	inSet := func(a netip.Addr) bool { return strings.Contains(set(), a.String()+" ") }
-	waitFor(t, "the bouncer's table, chain and set", 10*time.Second, func() bool {
+	apptest.Eventually(t, "the bouncer's table, chain and set", 10*time.Second, func() bool {
 		_, err := inNS("list", "chain", "ip", fwTable, fwTable+"-input")
 		return err == nil
 	})
@@ -319,9 +320,9 @@ prometheus:
 	}
 
 	// The detector: the flooder over the rule's threshold.
-	sendLines(t, a.Ingest.TCPAddr(), n.flooder.String(), 120)
+	apptest.SendAccessLines(t, a.Ingest.TCPAddr(), time.Now(), 120, n.flooder.String())
 	var flood decisions.Decision
-	waitFor(t, "the detector's decision", 10*time.Second, func() bool {
+	apptest.Eventually(t, "the detector's decision", 10*time.Second, func() bool {
 		for _, d := range getDecisions(t, base) {
 			if d.Key == n.flooder.String()+"/32" && d.Rule == "http-flood" {
 				flood = d
@@ -330,7 +331,7 @@ prometheus:
 		}
 		return false
 	})
-	waitFor(t, "the bouncer to add the flooder to its set", 10*time.Second, func() bool { return inSet(n.flooder) })
+	apptest.Eventually(t, "the bouncer to add the flooder to its set", 10*time.Second, func() bool { return inSet(n.flooder) })
 	t.Logf("set after the detector's ban:\n%s", set())
 	expect("detector ban", n.flooder, "dropped", 3)
 	expect("detector ban", n.hostAddr, "ok", 5)
@@ -369,13 +370,13 @@ prometheus:
 	// detector's decision still bans it.
 	before := added()
 	extra := ban(n.flooder, "1h")
-	waitFor(t, "the bouncer to get the second decision on the flooder", 10*time.Second, func() bool { return added() > before })
+	apptest.Eventually(t, "the bouncer to get the second decision on the flooder", 10*time.Second, func() bool { return added() > before })
 	unban(extra)
 
 	// By hand, another source: once the bouncer has it, it has also had
 	// every answer since the unban above.
 	manual := ban(n.byHand, "10m")
-	waitFor(t, "the bouncer to add the ban by hand", 10*time.Second, func() bool { return inSet(n.byHand) })
+	apptest.Eventually(t, "the bouncer to add the ban by hand", 10*time.Second, func() bool { return inSet(n.byHand) })
 	if !inSet(n.flooder) {
 		t.Fatalf("the bouncer removed %s though decision %d (%s) still bans it:\n%s", n.flooder, flood.ID, flood.Rule, set())
 	}
@@ -383,7 +384,7 @@ prometheus:
 	expect("ban by hand", n.byHand, "dropped", 3)
 	expect("ban by hand", n.hostAddr, "ok", 5)
 	unban(manual)
-	waitFor(t, "the bouncer to remove the unbanned address", 10*time.Second, func() bool { return !inSet(n.byHand) })
+	apptest.Eventually(t, "the bouncer to remove the unbanned address", 10*time.Second, func() bool { return !inSet(n.byHand) })
 	expect("after the unban", n.byHand, "ok", 5)
 	expect("after the unban", n.hostAddr, "ok", 5)
 	expect("after the unban", n.flooder, "dropped", 3)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/logtally/logtally/internal/apptest"
 )
 
 // clientFrom is an HTTP client whose connections come from source (any
@@ -40,9 +42,9 @@ func TestNginxGeoFile(t *testing.T) {
 	nginx := need(t, "nginx")
 	dir := t.TempDir()
 	geo := filepath.Join(dir, "banned.conf")
-	a := startApp(t, "-decisions.nginx-file="+geo)
+	a := apptest.Start(t, "-decisions.nginx-file="+geo)
 	base := "http://" + a.HTTPAddr().String()
-	waitFor(t, "the geo file", 10*time.Second, func() bool { _, err := os.Stat(geo); return err == nil })
+	apptest.Eventually(t, "the geo file", 10*time.Second, func() bool { _, err := os.Stat(geo); return err == nil })
 
 	port := freePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
@@ -82,7 +84,7 @@ http {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	waitFor(t, "nginx to serve", 10*time.Second, func() bool { return status("127.0.0.2") == 200 })
+	apptest.Eventually(t, "nginx to serve", 10*time.Second, func() bool { return status("127.0.0.2") == 200 })
 	reload := func() {
 		t.Helper()
 		if out, err := exec.Command(nginx, "-c", conf, "-p", dir, "-s", "reload").CombinedOutput(); err != nil {
@@ -97,12 +99,12 @@ http {
 	var d struct{ ID uint64 }
 	_ = json.NewDecoder(resp.Body).Decode(&d)
 	resp.Body.Close()
-	waitFor(t, "the geo file to hold the ban", 10*time.Second, func() bool {
+	apptest.Eventually(t, "the geo file to hold the ban", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(geo)
 		return strings.Contains(string(b), "127.0.0.2/32 1;")
 	})
 	reload()
-	waitFor(t, "nginx to refuse the banned client", 10*time.Second, func() bool { return status("127.0.0.2") == 403 })
+	apptest.Eventually(t, "nginx to refuse the banned client", 10*time.Second, func() bool { return status("127.0.0.2") == 403 })
 	if got := status("127.0.0.3"); got != 200 {
 		t.Fatalf("another client got %d, want 200", got)
 	}
@@ -111,12 +113,12 @@ http {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("unban: %v %v", resp, err)
 	}
-	waitFor(t, "the geo file to drop the ban", 10*time.Second, func() bool {
+	apptest.Eventually(t, "the geo file to drop the ban", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(geo)
 		return !strings.Contains(string(b), "127.0.0.2")
 	})
 	reload()
-	waitFor(t, "nginx to serve the unbanned client", 10*time.Second, func() bool { return status("127.0.0.2") == 200 })
+	apptest.Eventually(t, "nginx to serve the unbanned client", 10*time.Second, func() bool { return status("127.0.0.2") == 200 })
 }
 
 // The webhook gets each new decision once; a receiver that fails and then
@@ -153,15 +155,15 @@ func TestWebhookNeverDelaysDetection(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(rulesYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := startApp(t, "-rules.file="+rules, "-decisions.webhook-url="+srv.URL, "-detector.interval=200ms")
+	a := apptest.Start(t, "-rules.file="+rules, "-decisions.webhook-url="+srv.URL, "-detector.interval=200ms")
 	base := "http://" + a.HTTPAddr().String()
 	ips := []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"}
 	for _, ip := range ips {
-		sendLines(t, a.Ingest.TCPAddr(), ip, 60)
+		apptest.SendAccessLines(t, a.Ingest.TCPAddr(), time.Now(), 60, ip)
 	}
-	waitFor(t, "three decisions while the webhook hangs", 30*time.Second, func() bool { return len(getDecisions(t, base)) == 3 })
+	apptest.Eventually(t, "three decisions while the webhook hangs", 30*time.Second, func() bool { return len(getDecisions(t, base)) == 3 })
 	closeGate.Do(func() { close(gate) })
-	waitFor(t, "the webhook to receive every decision", 60*time.Second, func() bool {
+	apptest.Eventually(t, "the webhook to receive every decision", 60*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 3

@@ -67,7 +67,7 @@ func ban(t *testing.T, base, ip string) uint64 {
 // the cursor lives in the decisions bucket, not in one process.
 func TestBouncerCursorAcrossReplicas(t *testing.T) {
 	const key = "replica-bouncer-key"
-	a := startApp(t, "-decisions.bouncer-key="+key, "-nats.embedded-listen=127.0.0.1:0")
+	a := apptest.Start(t, "-decisions.bouncer-key="+key, "-nats.embedded-listen=127.0.0.1:0")
 	b := apptest.Start(t, "-target=query", "-nats.url="+a.EmbeddedNATSURL(), "-decisions.bouncer-key="+key)
 	baseA, baseB := "http://"+a.HTTPAddr().String(), "http://"+b.HTTPAddr().String()
 
@@ -81,7 +81,7 @@ func TestBouncerCursorAcrossReplicas(t *testing.T) {
 		t.Fatalf("unban: %v %v", resp, err)
 	}
 	// B has not answered this bouncer before: still a delta, not startup.
-	waitFor(t, "B to serve the delta", 10*time.Second, func() bool {
+	apptest.Eventually(t, "B to serve the delta", 10*time.Second, func() bool {
 		n, d := values(poll(t, baseB, key, false))
 		if n == "" && d == "" {
 			return false // B's index had not caught up: nothing yet, cursor kept
