@@ -21,7 +21,7 @@ import (
 var (
 	clusterRenders = []string{"cluster", "production", "all-features", "external-nats"}
 	allInOne       = []string{"small", "allinone-all-features"}
-	stages         = []string{"ingest", "parser", "aggregator", "query"}
+	stages         = []string{"ingest", "parser", "aggregator", "query", "detector"}
 )
 
 func dir(t *testing.T) string {
@@ -128,12 +128,7 @@ func hasArg(d Object, want string) bool {
 // stageConfig decodes config.yaml of the ConfigMap mounted by a Deployment.
 func stageConfig(t *testing.T, objs []Object, d Object) map[string]any {
 	t.Helper()
-	var cm string
-	for _, v := range list(podSpec(d)["volumes"]) {
-		if n := str(Get(v, "configMap", "name")); n != "" {
-			cm = n
-		}
-	}
+	cm := str(Get(volume(podSpec(d), "config"), "configMap", "name"))
 	o := find(objs, "ConfigMap", cm)
 	if o == nil {
 		t.Fatalf("%s: ConfigMap %q not found", d.Key(), cm)

@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +35,13 @@ import (
 // $(VAR) variables resolved. Then the readiness probes (HTTPS), the API
 // tokens, and the helm test pod's own script (sh and curl) must pass, and a
 // wrong NATS password must be refused. It checks that the two sides the chart
-// configures separately (NATS server, stage clients) fit together.
+// configures separately (NATS server, stage clients) fit together. The
+// detector runs with the rendered rules ConfigMap (written as the kubelet
+// writes it: ..data symlink): a flood is decided, an allow-listed address is
+// not, query serves the decision to a bouncer key from the chart's Secret,
+// the webhook URL from its Secret gets it, and a new version of the
+// ConfigMap (..data swapped) is applied by query and detector without a
+// restart.
 //
 // Departures from a cluster, all outside what the chart decides: listen
 // addresses on 127.0.0.1 with free ports (LOGTALLY_*_ADDR, nats.conf's
@@ -62,7 +70,24 @@ func TestSecureEndToEnd(t *testing.T) {
 	}
 	// Characters a NATS config or a shell would trip over (but no single quote).
 	natsPassword := `p@ss w0rd;{x}[y]#1 // "$HOME" \n 123`
+	hooks := make(chan string, 16)
+	hookSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case hooks <- r.Method + " " + r.URL.Path + " " + string(b):
+		default:
+		}
+	}))
+	defer hookSrv.Close()
+	bouncerKey := "e2e-bouncer-" + randHex(t)
+	rules := map[string]any{
+		"mode":  "enforce",
+		"allow": []string{"192.0.2.0/24"},
+		"rules": []any{map[string]any{"name": "e2e-flood", "range": "1m", "threshold": 3, "ban": "10m"}},
+	}
 	values := map[string]any{
+		"detector": map[string]any{"rules": rules, "webhook": map[string]any{"url": hookSrv.URL + "/hook"}},
+		"query":    map[string]any{"decisions": map[string]any{"bouncerKeys": []string{"e2e-other-" + randHex(t), bouncerKey}}},
 		"api": map[string]any{
 			"auth": map[string]any{"enabled": true, "ingestToken": "e2e-ingest-" + randHex(t), "queryToken": "e2e-query-" + randHex(t), "protectMetrics": true},
 			"tls":  map[string]any{"enabled": true, "secretName": "api-tls"},
@@ -149,6 +174,9 @@ func TestSecureEndToEnd(t *testing.T) {
 		{"parser", "GET", "/metrics", "", http.StatusUnauthorized},
 		{"parser", "GET", "/metrics", api["query-token"], http.StatusOK},
 		{"aggregator", "GET", "/healthz", "", http.StatusOK},
+		{"detector", "GET", "/metrics", "", http.StatusUnauthorized},
+		{"detector", "GET", "/metrics", api["query-token"], http.StatusOK},
+		{"query", "GET", "/v1/decisions?ip=192.0.2.1", api["query-token"], http.StatusForbidden}, // no X-Api-Key
 	} {
 		req, _ := http.NewRequest(c.method, fmt.Sprintf("https://localhost:%d%s", httpPort[c.stage], c.path), strings.NewReader(""))
 		if c.token != "" {
@@ -191,6 +219,8 @@ func TestSecureEndToEnd(t *testing.T) {
 			t.Logf("helm test script:\n%s", out)
 		}
 	}
+
+	checkDecisions(t, k, objs, stage, httpPort, client, api, bouncerKey, hooks)
 
 	// A wrong NATS password is refused: the stage exits at once.
 	d := byComponent(objs, "Deployment", "ingest")
@@ -266,6 +296,7 @@ func (k *kubelet) pod(w Object, name string) *process {
 	ps := podSpec(w)
 	c := Get(ps, "containers", 0)
 	p := &process{name: name, dir: filepath.Join(k.root, name), mounts: map[string]string{}, env: map[string]string{}}
+	configMaps := map[string]map[string]string{} // mount path => data
 	for _, m := range list(Get(c, "volumeMounts")) {
 		vname, mp := str(Get(m, "name")), str(Get(m, "mountPath"))
 		local := filepath.Join(p.dir, vname)
@@ -280,9 +311,11 @@ func (k *kubelet) pod(w Object, name string) *process {
 			if cm == nil {
 				t.Fatalf("%s: ConfigMap %v missing", name, Get(v, "configMap", "name"))
 			}
-			for key, data := range cm["data"].(map[string]any) {
-				writeFile(t, filepath.Join(local, key), str(data))
+			data := map[string]string{}
+			for key, d := range cm["data"].(map[string]any) {
+				data[key] = str(d)
 			}
+			configMaps[mp] = data
 		case Get(v, "secret") != nil:
 			sname := str(Get(v, "secret", "secretName"))
 			s, ok := k.secrets[sname]
@@ -301,15 +334,8 @@ func (k *kubelet) pod(w Object, name string) *process {
 	}
 	// Files name the mount paths: make them local (ConfigMaps only; Secrets
 	// hold no paths).
-	for mp, local := range p.mounts {
-		if Get(volume(ps, str(mountName(c, mp))), "configMap") == nil {
-			continue
-		}
-		entries, _ := os.ReadDir(local)
-		for _, e := range entries {
-			f := filepath.Join(local, e.Name())
-			writeFile(t, f, p.local(readFile(t, f)))
-		}
+	for mp, data := range configMaps {
+		p.writeConfigMap(t, mp, data)
 	}
 	for _, a := range list(Get(c, "command")) {
 		p.args = append(p.args, p.local(str(a)))
@@ -353,13 +379,45 @@ func (k *kubelet) pod(w Object, name string) *process {
 	return p
 }
 
-func mountName(c any, mp string) string {
-	for _, m := range list(Get(c, "volumeMounts")) {
-		if str(Get(m, "mountPath")) == mp {
-			return str(Get(m, "name"))
+// writeConfigMap writes (or updates) a ConfigMap volume as the kubelet's
+// AtomicWriter does: the files in a new ..<timestamp> directory, the
+// ..data symlink renamed over to point at it, one symlink per key into
+// ..data, the previous directory removed. Mount paths in the data become
+// the local directories.
+func (p *process) writeConfigMap(t *testing.T, mountPath string, data map[string]string) {
+	t.Helper()
+	local, ok := p.mounts[mountPath]
+	if !ok {
+		t.Fatalf("%s: nothing mounted at %s", p.name, mountPath)
+	}
+	ts, err := os.MkdirTemp(local, time.Now().UTC().Format("..2006_01_02_15_04_05."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, d := range data {
+		writeFile(t, filepath.Join(ts, key), p.local(d))
+	}
+	dataLink := filepath.Join(local, "..data")
+	old, _ := os.Readlink(dataLink)
+	tmp := filepath.Join(local, "..data_tmp")
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dataLink); err != nil {
+		t.Fatal(err)
+	}
+	for key := range data {
+		if _, err := os.Lstat(filepath.Join(local, key)); os.IsNotExist(err) {
+			if err := os.Symlink(filepath.Join("..data", key), filepath.Join(local, key)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	return ""
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(local, old)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // local rewrites mount paths in s to the local directories.
@@ -567,4 +625,122 @@ func (ca *testCA) issue(t *testing.T, cn string, names []string, client bool) ma
 	_ = pem.Encode(&crt, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 	_ = pem.Encode(&k, &pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 	return map[string]string{"tls.crt": crt.String(), "tls.key": k.String(), "ca.crt": ca.pem}
+}
+
+// checkDecisions: lines of a flood and of an allow-listed address go to
+// ingest; the detector decides the flood only, query serves it to a bouncer
+// key, the webhook gets it; then a new rules version (mode simulate) swapped
+// into the detector's and query's ConfigMap volumes is applied by both.
+func checkDecisions(t *testing.T, k *kubelet, objs []Object, stage map[string]*process, httpPort map[string]int,
+	client *http.Client, api map[string]string, bouncerKey string, hooks chan string) {
+	t.Helper()
+	get := func(path string, hdr map[string]string) (int, string) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("https://localhost:%d%s", httpPort["query"], path), nil)
+		for h, v := range hdr {
+			req.Header.Set(h, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + api["query-token"]}
+	var body strings.Builder
+	now := time.Now().UTC().Format("02/Jan/2006:15:04:05 +0000")
+	for i := 0; i < 6; i++ {
+		for _, ip := range []string{"203.0.113.77", "192.0.2.7"} {
+			fmt.Fprintf(&body, "%s - - [%s] \"GET /e2e-%d HTTP/1.1\" 200 2 \"-\" \"e2e\"\n", ip, now, i)
+		}
+	}
+	req, _ := http.NewRequest("POST", fmt.Sprintf("https://localhost:%d/api/v1/ingest?source=e2e", httpPort["ingest"]), strings.NewReader(body.String()))
+	req.Header.Set("Authorization", "Bearer "+api["ingest-token"])
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest: %s", resp.Status)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var list string
+	for {
+		code, out := get("/api/v1/decisions", bearer)
+		if code == http.StatusOK && strings.Contains(out, `"key":"203.0.113.77/32"`) {
+			list = out
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no decision for the flood within 90s; last answer %d %s", code, out)
+			k.dumpLogs(stage)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("decisions: %s", list)
+	if !strings.Contains(list, `"rule":"e2e-flood"`) || strings.Contains(list, "192.0.2.7") || !strings.Contains(list, `"mode":"enforce"`) {
+		t.Errorf("decisions: want e2e-flood for 203.0.113.77 only, mode enforce: %s", list)
+	}
+	// A bouncer: X-Api-Key only, as CrowdSec's bouncers send it.
+	code, out := get("/v1/decisions?ip=203.0.113.77", map[string]string{"X-Api-Key": bouncerKey})
+	t.Logf("bouncer API with X-Api-Key only (query token on): %d %s", code, strings.TrimSpace(out))
+	// With the query token as well (what passes today under api.auth).
+	withKey := map[string]string{"X-Api-Key": bouncerKey, "Authorization": bearer["Authorization"]}
+	if code, out := get("/v1/decisions?ip=203.0.113.77", withKey); code != http.StatusOK || !strings.Contains(out, `"scenario":"logtally/e2e-flood"`) || !strings.Contains(out, `"value":"203.0.113.77"`) {
+		t.Errorf("bouncer API: %d %s", code, out)
+	}
+	if code, out := get("/v1/decisions/stream?startup=true", withKey); code != http.StatusOK || !strings.Contains(out, "203.0.113.77") {
+		t.Errorf("bouncer stream: %d %s", code, out)
+	}
+	if code, _ := get("/v1/decisions?ip=203.0.113.77", map[string]string{"X-Api-Key": "wrong", "Authorization": bearer["Authorization"]}); code != http.StatusForbidden {
+		t.Errorf("bouncer API with a wrong key: %d, want 403", code)
+	}
+	select {
+	case h := <-hooks:
+		if !strings.HasPrefix(h, "POST /hook ") || !strings.Contains(h, `"event":"decision"`) || !strings.Contains(h, "203.0.113.77") {
+			t.Errorf("webhook got %s", h)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the webhook got nothing within 30s")
+	}
+
+	// A new rules version, swapped in as the kubelet does.
+	cm := find(objs, "ConfigMap", "logtally-rules")
+	rules := strings.Replace(str(Get(cm, "data", "rules.yaml")), "mode: enforce", "mode: simulate", 1)
+	if !strings.Contains(rules, "mode: simulate") {
+		t.Fatalf("rules.yaml without mode: enforce:\n%s", rules)
+	}
+	for _, s := range []string{"detector", "query"} {
+		stage[s].writeConfigMap(t, rulesDir, map[string]string{"rules.yaml": rules})
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		code, out := get("/api/v1/decisions", bearer)
+		if code == http.StatusOK && strings.Contains(out, `"mode":"simulate"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("query did not apply the new rules version within 30s: %d %s", code, out)
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for deadline = time.Now().Add(30 * time.Second); !strings.Contains(readFile(t, stage["detector"].log), "rules reloaded"); {
+		if time.Now().After(deadline) {
+			t.Errorf("the detector did not reload the rules within 30s")
+			k.dumpLogs(map[string]*process{"detector": stage["detector"]})
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	select {
+	case <-stage["detector"].done:
+		t.Errorf("the detector exited")
+	case <-stage["query"].done:
+		t.Errorf("query exited")
+	default:
+	}
 }

@@ -20,7 +20,7 @@ import (
 // own (helm template, below) for the combinations those files leave out.
 
 // Literal secrets of helm/logtally/ci/all-features-values.yaml.
-var ciSecrets = []string{"ci-ingest-token", "ci-query-token", "ci-nats-password"}
+var ciSecrets = []string{"ci-ingest-token", "ci-query-token", "ci-nats-password", "ci-bouncer-key-1", "ci-bouncer-key-2", "ci-webhook-token"}
 
 // Variables that carry secrets: never a literal value.
 var secretVars = map[string]bool{
@@ -28,10 +28,11 @@ var secretVars = map[string]bool{
 	"LOGTALLY_NATS_PASSWORD": true, "LOGTALLY_NATS_TOKEN": true,
 	"NATS_AUTH_PASSWORD": true, "NATS_AUTH_TOKEN": true,
 	"INGEST_TOKEN": true, "QUERY_TOKEN": true,
+	"LOGTALLY_DECISIONS_BOUNCER_KEY": true, "LOGTALLY_DECISIONS_WEBHOOK_URL": true, "BOUNCER_KEYS": true,
 }
 
 // Config keys that hold secrets: never in a ConfigMap.
-var secretKeys = []string{"auth.ingest-token", "auth.query-token", "nats.password", "nats.token"}
+var secretKeys = []string{"auth.ingest-token", "auth.query-token", "nats.password", "nats.token", "decisions.bouncer-key", "decisions.webhook-url"}
 
 const secretsDir = "/etc/logtally-secrets"
 
@@ -328,6 +329,7 @@ func TestProductionSecurity(t *testing.T) {
 			want["LOGTALLY_AUTH_INGEST_TOKEN"] = "logtally-api-auth/ingest-token"
 		case "query":
 			want["LOGTALLY_AUTH_QUERY_TOKEN"] = "logtally-api-auth/query-token"
+			want["LOGTALLY_DECISIONS_BOUNCER_KEY"] = "logtally-bouncer-keys/bouncer-keys"
 		}
 		if got := stageEnv(d); !equalMaps(got, want) {
 			t.Errorf("%s: Secret variables %v, want %v", s, got, want)
@@ -387,12 +389,23 @@ func TestAllFeaturesSecurity(t *testing.T) {
 	if got := sec["logtally-nats-auth"]; got["password"] != "ci-nats-password" || len(got) != 1 {
 		t.Errorf("Secret logtally-nats-auth: %v", got)
 	}
+	if got := sec["logtally-bouncer-keys"]; got["bouncer-keys"] != "ci-bouncer-key-1,ci-bouncer-key-2" || len(got) != 1 {
+		t.Errorf("Secret logtally-bouncer-keys: %v", got)
+	}
+	if got := sec["logtally-detector-webhook"]; got["webhook-url"] != "https://hooks.example.com/services/ci-webhook-token" || len(got) != 1 {
+		t.Errorf("Secret logtally-detector-webhook: %v", got)
+	}
 	for _, s := range stages {
 		d := byComponent(objs, "Deployment", s)
 		// protect-metrics: every stage needs the query token.
 		want := map[string]string{"LOGTALLY_NATS_PASSWORD": "logtally-nats-auth/password", "LOGTALLY_AUTH_QUERY_TOKEN": "logtally-api-auth/query-token"}
-		if s == "ingest" {
+		switch s {
+		case "ingest":
 			want["LOGTALLY_AUTH_INGEST_TOKEN"] = "logtally-api-auth/ingest-token"
+		case "query":
+			want["LOGTALLY_DECISIONS_BOUNCER_KEY"] = "logtally-bouncer-keys/bouncer-keys"
+		case "detector":
+			want["LOGTALLY_DECISIONS_WEBHOOK_URL"] = "logtally-detector-webhook/webhook-url"
 		}
 		if got := stageEnv(d); !equalMaps(got, want) {
 			t.Errorf("%s: Secret variables %v, want %v", s, got, want)
@@ -452,7 +465,7 @@ func TestAllFeaturesSecurity(t *testing.T) {
 			t.Errorf("test pod %s = %q, want %q", name, got, want)
 		}
 	}
-	for name, want := range map[string]string{"INGEST_TOKEN": "logtally-api-auth/ingest-token", "QUERY_TOKEN": "logtally-api-auth/query-token"} {
+	for name, want := range map[string]string{"INGEST_TOKEN": "logtally-api-auth/ingest-token", "QUERY_TOKEN": "logtally-api-auth/query-token", "BOUNCER_KEYS": "logtally-bouncer-keys/bouncer-keys"} {
 		if s, k := secretRef(c, name); s+"/"+k != want {
 			t.Errorf("test pod %s from %s/%s, want %s", name, s, k, want)
 		}
@@ -468,7 +481,7 @@ func TestAllFeaturesSecurity(t *testing.T) {
 		}
 	}
 	script := str(Get(c, "command", 2))
-	for _, frag := range []string{`-H "Authorization: Bearer $INGEST_TOKEN"`, `-H "Authorization: Bearer $QUERY_TOKEN"`, "${CURL_TLS:-}"} {
+	for _, frag := range []string{`-H "Authorization: Bearer $INGEST_TOKEN"`, `-H "Authorization: Bearer $QUERY_TOKEN"`, "${CURL_TLS:-}", `"$QUERY_URL/api/v1/decisions"`, `-H "X-Api-Key: $key"`} {
 		if !strings.Contains(script, frag) {
 			t.Errorf("test script lacks %s", frag)
 		}
@@ -479,7 +492,8 @@ func TestAllFeaturesSecurity(t *testing.T) {
 func TestAllInOneSecurity(t *testing.T) {
 	objs := load(t, "allinone-all-features")
 	d := ofKind(objs, "Deployment")[0]
-	if got, want := stageEnv(d), map[string]string{"LOGTALLY_AUTH_QUERY_TOKEN": "logtally-api-auth/query-token"}; !equalMaps(got, want) {
+	if got, want := stageEnv(d), map[string]string{"LOGTALLY_AUTH_QUERY_TOKEN": "logtally-api-auth/query-token",
+		"LOGTALLY_DECISIONS_BOUNCER_KEY": "logtally-bouncer-keys/keys", "LOGTALLY_DECISIONS_WEBHOOK_URL": "logtally-webhook/webhook-url"}; !equalMaps(got, want) {
 		t.Errorf("Secret variables %v, want %v", got, want)
 	}
 	cfg := flat(stageConfig(t, objs, d))
@@ -512,6 +526,9 @@ func TestExternalNATSSecurity(t *testing.T) {
 		}
 		if got, want := secretVolumes(podSpec(d))["nats-auth"], "logtally-nats-creds:nats.creds>nats.creds"; got != want {
 			t.Errorf("%s: nats-auth volume %q, want %q", s, got, want)
+		}
+		if got := stageEnv(d)["LOGTALLY_DECISIONS_WEBHOOK_URL"]; (s == "detector") != (got == "logtally-webhook/url") {
+			t.Errorf("%s: webhook URL from %q", s, got)
 		}
 	}
 }
@@ -701,6 +718,12 @@ func TestSecurityValueErrors(t *testing.T) {
 		{sets("config.auth.ingest-token=x"), "would put a secret into a ConfigMap"},
 		{sets("nats.auth.type=user", "nats.auth.password=it's"), "nats/auth/password"},
 		{sets("nats.auth.type=basic"), "nats/auth/type"},
+		{sets("detector.config.decisions.bouncer-key=x"), "would put a secret into a ConfigMap"},
+		{sets("config.decisions.webhook-url=https://x"), "would put a secret into a ConfigMap"},
+		{sets("query.decisions.existingSecret=b", "query.decisions.bouncerKeys[0]=k"), "with existingSecret put them into that Secret"},
+		{sets("detector.webhook.existingSecret=w", "detector.webhook.url=https://x"), "with existingSecret put it into that Secret"},
+		{sets(`query.decisions.bouncerKeys[0]=a\,b`), "query/decisions/bouncerKeys/0"},
+		{sets("detector.webhook.url=ftp://x"), "detector/webhook/url"},
 	} {
 		_, err := helmTemplate(t, c.set...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -105,6 +105,9 @@ Global `config`, then the stage's `config`, then the settings owned by the chart
 {{- if or (eq .component "query") (eq .component "allinone") }}
 {{- $_ := set $owned "grpc" (dict "addr" (printf ":%d" (int $v.ports.grpc))) }}
 {{- end }}
+{{- if include "logtally.readsRules" . }}
+{{- $_ := set $owned "rules" (dict "file" (printf "%s/rules.yaml" (include "logtally.rulesDir" .))) }}
+{{- end }}
 {{- if or (eq .component "ingest") (eq .component "allinone") }}
 {{- $ing := deepCopy (default dict (get $cfg "ingest")) }}
 {{- $_ := set $ing "tcp" (mergeOverwrite (default dict (get $ing "tcp")) (dict "addr" (printf ":%d" (int $v.ports.tcp)))) }}
@@ -164,8 +167,70 @@ affinity:
 {{- fail (printf "config.%s is set by the chart (see shutdownTimeoutSeconds, nats.*, allInOne.persistence)" $k) }}
 {{- end }}
 {{- end }}
+{{- if hasKey (default dict $v.config) "rules" }}
+{{- fail "config.rules is set by the chart: the rules file is the ConfigMap of detector.rules" }}
+{{- end }}
+{{- include "logtally.validateRules" . }}
 {{- if and (include "logtally.natsInternal" .) (lt (int $v.nats.replicas) 3) }}
 {{- fail "nats.replicas must be at least 3 (a JetStream cluster needs a quorum); use allInOne.enabled for a single node" }}
 {{- end }}
 {{- include "logtally.validateSecurity" . }}
+{{- end }}
+
+{{/* Components that read the rules file: the detector, and query for its allow list and mode. */}}
+{{- define "logtally.readsRules" -}}
+{{- if has .component (list "detector" "query" "allinone") }}true{{ end }}
+{{- end }}
+
+{{/* Mount directory of the rules ConfigMap (-rules.file=<dir>/rules.yaml). */}}
+{{- define "logtally.rulesDir" -}}/etc/logtally-rules{{- end }}
+
+{{/*
+Content of rules.yaml from detector.rules: YAML text (e.g. --set-file
+detector.rules=rules.yaml) as it is, a mapping (mode, allow, rules) as YAML,
+nothing: a file of comments only, which the binary reads as no rules.
+*/}}
+{{- define "logtally.rulesFile" -}}
+{{- $r := .Values.detector.rules }}
+{{- if kindIs "string" $r }}
+{{- $r }}
+{{- else if $r }}
+# detector.rules of the Helm release (docs/decisions.md)
+{{ toYaml $r }}
+{{- else }}
+# No rules: the detector decides nothing. Set detector.rules (a mapping, or
+# YAML text with --set-file detector.rules=rules.yaml), e.g.
+#
+# mode: enforce            # or simulate: decisions are listed, never served
+# allow:                   # never banned, also not by hand
+#   - 10.0.0.0/8
+# rules:
+#   - name: http-flood
+#     range: 1m            # sliding range, whole minutes, current one included
+#     threshold: 600       # a decision when the count over the range is above it
+#     ban: 10m             # first ban; repeat offenders get ban x factor^n
+#     class: requests      # requests, 4xx, 5xx, auth_failure or bytes
+#   - name: ssh-bruteforce
+#     range: 10m
+#     threshold: 20
+#     ban: 1h
+#     class: auth_failure
+#     escalation: {factor: 4, max: 7d}
+{{- end }}
+{{- end }}
+
+{{/* Checks of detector.rules given as text, which the schema cannot look into. */}}
+{{- define "logtally.validateRules" -}}
+{{- $r := .Values.detector.rules }}
+{{- if and (kindIs "string" $r) (trim $r) }}
+{{- $doc := fromYaml $r }}
+{{- if hasKey $doc "Error" }}
+{{- fail (printf "detector.rules is not a YAML mapping of mode, allow and rules: %s" (get $doc "Error")) }}
+{{- end }}
+{{- range $k, $_ := $doc }}
+{{- if not (has $k (list "mode" "allow" "rules")) }}
+{{- fail (printf "detector.rules: unknown key %q (want mode, allow, rules)" $k) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -26,6 +26,28 @@ config file points the flags at them.
 {{- if and $a.enabled $a.queryTokenKey (or $a.existingSecret $a.queryToken) }}{{ $a.queryTokenKey }}{{ end }}
 {{- end }}
 
+{{/* Name of the Secret with the bouncer API keys (query.decisions). */}}
+{{- define "logtally.bouncerKeys.secretName" -}}
+{{- default (printf "%s-bouncer-keys" (include "logtally.fullname" .)) .Values.query.decisions.existingSecret }}
+{{- end }}
+
+{{/* Key of the bouncer API keys (a comma list) in that Secret, or "" when there are none. */}}
+{{- define "logtally.bouncerKeys.key" -}}
+{{- $d := .Values.query.decisions }}
+{{- if or $d.existingSecret $d.bouncerKeys }}{{ $d.bouncerKeysKey }}{{ end }}
+{{- end }}
+
+{{/* Name of the Secret with the detector's webhook URL. */}}
+{{- define "logtally.webhook.secretName" -}}
+{{- default (printf "%s-detector-webhook" (include "logtally.fullname" .)) .Values.detector.webhook.existingSecret }}
+{{- end }}
+
+{{/* Key of the webhook URL in that Secret, or "" without a webhook. */}}
+{{- define "logtally.webhook.key" -}}
+{{- $w := .Values.detector.webhook }}
+{{- if or $w.existingSecret $w.url }}{{ $w.urlKey }}{{ end }}
+{{- end }}
+
 {{/* Name of the Secret with the NATS credentials. */}}
 {{- define "logtally.natsAuth.secretName" -}}
 {{- default (printf "%s-nats-auth" (include "logtally.fullname" .)) .Values.nats.auth.existingSecret }}
@@ -122,6 +144,17 @@ over the chart's other settings: (dict "root" $ "component" "ingest").
 {{- end }}
 {{- if include "logtally.needsQueryToken" . }}
 {{- $env = append $env (include "logtally.secretEnv" (list "LOGTALLY_AUTH_QUERY_TOKEN" $apiSecret (include "logtally.apiAuth.queryKey" $root)) | fromJson) }}
+{{- end }}
+{{- /* -decisions.bouncer-key (a comma list) on the query API, -decisions.webhook-url on the detector */}}
+{{- with include "logtally.bouncerKeys.key" $root }}
+{{- if has $.component (list "query" "allinone") }}
+{{- $env = append $env (include "logtally.secretEnv" (list "LOGTALLY_DECISIONS_BOUNCER_KEY" (include "logtally.bouncerKeys.secretName" $root) .) | fromJson) }}
+{{- end }}
+{{- end }}
+{{- with include "logtally.webhook.key" $root }}
+{{- if has $.component (list "detector" "allinone") }}
+{{- $env = append $env (include "logtally.secretEnv" (list "LOGTALLY_DECISIONS_WEBHOOK_URL" (include "logtally.webhook.secretName" $root) .) | fromJson) }}
+{{- end }}
 {{- end }}
 {{- if ne .component "allinone" }}
 {{- $type := include "logtally.natsAuth.type" $root }}
@@ -275,12 +308,20 @@ pods roll when a token or password changes: (dict "root" $ "files" (list "api-au
 {{- fail "nats.tls.clientCert.enabled needs nats.tls.clientCert.secretName" }}
 {{- end }}
 {{- /* Secrets in `config` would land in a ConfigMap. */}}
-{{- $configs := dict "config" $v.config "ingest.config" $v.ingest.config "parser.config" $v.parser.config "aggregator.config" $v.aggregator.config "query.config" $v.query.config "allInOne.config" $v.allInOne.config }}
+{{- $configs := dict "config" $v.config "ingest.config" $v.ingest.config "parser.config" $v.parser.config "aggregator.config" $v.aggregator.config "query.config" $v.query.config "detector.config" $v.detector.config "allInOne.config" $v.allInOne.config }}
 {{- range $where, $cfg := $configs }}
-{{- range $path := list (list "auth" "ingest-token") (list "auth" "query-token") (list "nats" "password") (list "nats" "token") }}
+{{- range $path := list (list "auth" "ingest-token") (list "auth" "query-token") (list "nats" "password") (list "nats" "token") (list "decisions" "bouncer-key") (list "decisions" "webhook-url") }}
 {{- if hasKey (dig (index $path 0) dict (default dict $cfg)) (index $path 1) }}
-{{- fail (printf "%s.%s.%s would put a secret into a ConfigMap: use api.auth or nats.auth (Secrets)" $where (index $path 0) (index $path 1)) }}
+{{- fail (printf "%s.%s.%s would put a secret into a ConfigMap: use api.auth, nats.auth, query.decisions or detector.webhook (Secrets)" $where (index $path 0) (index $path 1)) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- $d := $v.query.decisions }}
+{{- if and $d.existingSecret $d.bouncerKeys }}
+{{- fail "query.decisions: bouncerKeys are for the Secret the chart creates; with existingSecret put them into that Secret (key query.decisions.bouncerKeysKey, a comma list)" }}
+{{- end }}
+{{- $w := $v.detector.webhook }}
+{{- if and $w.existingSecret $w.url }}
+{{- fail "detector.webhook: url is for the Secret the chart creates; with existingSecret put it into that Secret (key detector.webhook.urlKey)" }}
 {{- end }}
 {{- end }}

@@ -16,6 +16,7 @@ with (dict "root" $ "component" "ingest" "values" .Values.ingest "ports" (list .
       "parser" (list $http)
       "aggregator" (list $http)
       "query" (list $http $grpc)
+      "detector" (list $http)
       "allinone" (list $http $grpc $tcp $syslogTcp $syslogUdp) }}
 {{- toJson (dict "ports" $all) }}
 {{- end }}
@@ -47,7 +48,12 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include "logtally.config" . | sha256sum }}
-    {{- with include "logtally.secretsChecksum" (dict "root" $root "files" (list "api-auth-secret.yaml" "nats-auth-secret.yaml")) }}
+    {{- /* Secrets the chart creates that this pod reads; the rules ConfigMap is
+           not here: the binary reloads it without a restart */}}
+    {{- $secretFiles := list "api-auth-secret.yaml" "nats-auth-secret.yaml" }}
+    {{- if has .component (list "query" "allinone") }}{{ $secretFiles = append $secretFiles "bouncer-keys-secret.yaml" }}{{ end }}
+    {{- if has .component (list "detector" "allinone") }}{{ $secretFiles = append $secretFiles "detector-webhook-secret.yaml" }}{{ end }}
+    {{- with include "logtally.secretsChecksum" (dict "root" $root "files" $secretFiles) }}
     checksum/secrets: {{ . }}
     {{- end }}
     {{- with $v.podAnnotations }}
@@ -128,6 +134,12 @@ spec:
         - name: data
           mountPath: /data
         {{- end }}
+        {{- if include "logtally.readsRules" . }}
+        {{- /* the directory, never a subPath: a subPath mount gets no updates */}}
+        - name: rules
+          mountPath: {{ include "logtally.rulesDir" . }}
+          readOnly: true
+        {{- end }}
         {{- with $sec.mounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -143,6 +155,11 @@ spec:
       {{- else }}
       emptyDir: {}
       {{- end }}
+    {{- end }}
+    {{- if include "logtally.readsRules" . }}
+    - name: rules
+      configMap:
+        name: {{ include "logtally.fullname" $root }}-rules
     {{- end }}
     {{- with $sec.volumes }}
     {{- toYaml . | nindent 4 }}
