@@ -131,7 +131,7 @@ type Stats struct {
 	Unreadable       atomic.Int64 // files or pending chunks not found again after a restart
 }
 
-// ErrLocked: another process uses the state file.
+// errLocked: another process holds the lock of the state file.
 var errLocked = errors.New("locked")
 
 // Tailer follows Config.Files.
@@ -209,7 +209,10 @@ func (t *Tailer) Run(ctx context.Context, send SendFunc) (err error) {
 	// The chunk in flight when ctx ends gets ShutdownTimeout more.
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSend()
-	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(t.cfg.ShutdownTimeout, cancelSend) })
+	stopGrace := context.AfterFunc(ctx, func() {
+		t.logf("stopping: a chunk in flight gets up to -shutdown-timeout %s to be acknowledged", t.cfg.ShutdownTimeout)
+		time.AfterFunc(t.cfg.ShutdownTimeout, cancelSend)
+	})
 	defer stopGrace()
 
 	if !t.cfg.NoNotify {
@@ -292,15 +295,19 @@ func (t *Tailer) Run(ctx context.Context, send SendFunc) (err error) {
 	}
 }
 
-// forwardEvents turns filesystem events into one pending wake-up: the
-// files are looked at anyway, so which event does not matter, and a slow
-// send never lets the kernel's event queue overflow.
+// forwardEvents turns the filesystem events of names a FILE argument
+// matches into one pending wake-up: the files are looked at anyway, so
+// which event does not matter, and a slow send never lets the kernel's
+// event queue overflow.
 func (t *Tailer) forwardEvents(w *fsnotify.Watcher) {
 	for {
 		select {
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return
+			}
+			if !t.matchesFiles(ev.Name) {
+				continue // another file of a watched directory; a rotated file being read to its end is polled
 			}
 		case err, ok := <-w.Errors:
 			if !ok {

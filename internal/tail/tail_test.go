@@ -687,3 +687,27 @@ func TestKeyFitsIngest(t *testing.T) {
 		t.Errorf("key %q (%d characters) is not a valid Idempotency-Key", k, len(k))
 	}
 }
+
+// TestNotifyWakesWithoutPolling: with an hour between polls, only
+// filesystem notifications can make tail see new lines and a rotation.
+func TestNotifyWakesWithoutPolling(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "n.log")
+	w := &writer{path: path, name: "notify"}
+	w.write(t, 10)
+	cfg := testConfig(dir, path)
+	cfg.PollInterval = time.Hour
+	cfg.BatchWait = 0
+	rc := newRecorder()
+	r := start(t, cfg, rc)
+	rc.waitLines(t, 10)
+	w.write(t, 10)
+	rc.waitLines(t, 20)
+	os.Rename(path, path+".1")
+	w.write(t, 10)
+	rc.waitLines(t, 30)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	rc.check(t, w.all)
+}
