@@ -1,5 +1,5 @@
 // Command logtally runs any logtally stage (-target), or all of them with an
-// embedded NATS server, and the client subcommands top, replay and bench.
+// embedded NATS server, and the client subcommands top, replay, tail and bench.
 package main
 
 import (
@@ -31,6 +31,7 @@ Usage:
   logtally top [flags]          top IPs as a table with bars
   logtally replay [flags] FILE  send a log file (plain or .gz) through ingest
   logtally decisions list|ban|unban|watch  list, make, remove and follow bans
+  logtally tail [flags] FILE... follow log files on this host (rotation, restarts) into ingest
   logtally bench [flags]        drive the all-in-one pipeline and report throughput
   logtally version              print the version
 
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cli.Replay(ctx, args[1:], stdout, stderr)
 		case "decisions":
 			return cli.Decisions(ctx, args[1:], stdout, stderr)
+		case "tail":
+			return cli.Tail(ctx, args[1:], stdout, stderr)
 		case "bench":
 			return bench.Run(ctx, args[1:], stdout, stderr)
 		case "version":

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/term"
@@ -29,6 +30,23 @@ const DefaultAddr = "http://localhost:8080"
 
 // stdin is where replay reads the file named "-"; tests replace it.
 var stdin io.Reader = os.Stdin
+
+// lockedWriter serialises writes to stderr from the senders and the
+// progress display; with a terminal it first clears the progress line.
+type lockedWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	tty bool
+}
+
+func (l *lockedWriter) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tty {
+		io.WriteString(l.w, "\r\x1b[K")
+	}
+	fmt.Fprintf(l.w, format, args...)
+}
 
 // newFlagSet returns a ContinueOnError FlagSet whose usage (printed on -h or
 // on a parse error) goes to stderr and starts with the given synopsis.

@@ -7,16 +7,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	mrand "math/rand/v2"
-	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,16 +26,6 @@ lines; a chunk the server cannot take now (503, connection errors) is retried
 with backoff until it is acknowledged, so every line is delivered. Blank
 lines are skipped and CRLF line ends are sent as LF. A summary is printed at
 the end; the command fails unless the server acknowledged every line sent.`
-
-const ingestPath = "/api/v1/ingest"
-
-// Backoff bounds for retries without a Retry-After header, and the most a
-// Retry-After header is honoured for.
-var (
-	retryBaseDelay = 200 * time.Millisecond
-	retryMaxDelay  = 10 * time.Second
-	retryAfterMax  = 5 * time.Minute
-)
 
 // plainProgressInterval is how often a progress line is printed when stderr
 // is not a terminal; ttyProgressInterval is the redraw period of the bar.
@@ -139,30 +124,12 @@ type replayStats struct {
 
 type replayer struct {
 	opts     replayOptions
-	url      string
+	ingest   *ingestClient
 	runID    string
-	client   *http.Client
 	stats    replayStats
 	total    int64 // sum of file sizes, -1 if unknown
 	errOut   *lockedWriter
 	ttyWidth int // >0 when stderr is a terminal
-}
-
-// lockedWriter serialises writes to stderr from the senders and the
-// progress display; with a terminal it first clears the progress line.
-type lockedWriter struct {
-	mu  sync.Mutex
-	w   io.Writer
-	tty bool
-}
-
-func (l *lockedWriter) printf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.tty {
-		io.WriteString(l.w, "\r\x1b[K")
-	}
-	fmt.Fprintf(l.w, format, args...)
 }
 
 // Replay implements `logtally replay`.
@@ -171,15 +138,12 @@ func Replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	base, err := baseURL(o.addr)
+	ing, closeIngest, err := newIngestClient("replay", o.addr, o.source, o.format, o.parallel, o.requestTimeout,
+		"--chunk-bytes than "+o.chunkBytes.String())
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	q.Set("source", o.source)
-	if o.format != "" {
-		q.Set("format", o.format)
-	}
+	defer closeIngest()
 
 	// Check every file up front so a typo in the last name does not stop
 	// a replay half-way, and learn the total size for the progress display.
@@ -208,17 +172,13 @@ func Replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	idBytes := make([]byte, 8)
 	_, _ = rand.Read(idBytes)
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = o.parallel
 	r := &replayer{
 		opts:   o,
-		url:    base + ingestPath + "?" + q.Encode(),
+		ingest: ing,
 		runID:  hex.EncodeToString(idBytes),
-		client: &http.Client{Transport: transport},
 		total:  total,
 		errOut: &lockedWriter{w: stderr},
 	}
-	defer transport.CloseIdleConnections()
 	if w, ok := terminalWidth(stderr); ok {
 		r.ttyWidth = w
 		r.errOut.tty = true
@@ -402,68 +362,27 @@ func trimEOL(b []byte) []byte {
 	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
-// ingestAnswer is the body of a 200 answer to POST /api/v1/ingest.
-type ingestAnswer struct {
-	Accepted  *int64 `json:"accepted"`
-	Oversized int64  `json:"oversized"`
-}
-
-// retryableError is an attempt that failed in a way that may be retried:
-// the server was busy or the connection failed.
-type retryableError struct {
-	err        error
-	retryAfter time.Duration // from the Retry-After header, if any
-	hasAfter   bool
-}
-
-func (e *retryableError) Error() string { return e.err.Error() }
-func (e *retryableError) Unwrap() error { return e.err }
-
 // send delivers one chunk, retrying until the server acknowledges it, a
 // hard error occurs, or ctx is done.
 func (r *replayer) send(ctx context.Context, c *chunk) error {
-	var zb bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&zb, gzip.BestSpeed)
-	zw.Write(c.body)
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("replay: %s: compressing: %w", c.where(), err)
-	}
-	body := zb.Bytes()
-
-	for attempt := 1; ; attempt++ {
-		ans, err := r.post(ctx, c, body)
-		if err == nil {
-			r.stats.ackLines.Add(c.lines)
-			r.stats.accepted.Add(*ans.Accepted)
-			r.stats.oversized.Add(ans.Oversized)
-			r.stats.wireBytes.Add(int64(len(body)))
-			if got := *ans.Accepted + ans.Oversized; got != c.lines {
-				r.errOut.printf("replay: warning: %s: server acknowledged %d lines (accepted %d, oversized %d) of %d sent\n",
-					c.where(), got, *ans.Accepted, ans.Oversized, c.lines)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		var re *retryableError
-		if !errors.As(err, &re) {
-			return err
-		}
-		wait := backoff(attempt)
-		if re.hasAfter {
-			wait = max(re.retryAfter, 50*time.Millisecond)
-		}
+	key := fmt.Sprintf("replay-%s-%d", r.runID, c.seq)
+	d, err := r.ingest.deliver(ctx, c.where(), key, c.body, func(err error, wait time.Duration) {
 		r.stats.retries.Add(1)
 		r.noteBusy(c, err, wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
+	})
+	if err != nil {
+		return err
 	}
+	ans := d.ans
+	r.stats.ackLines.Add(c.lines)
+	r.stats.accepted.Add(*ans.Accepted)
+	r.stats.oversized.Add(ans.Oversized)
+	r.stats.wireBytes.Add(int64(d.wireBytes))
+	if got := *ans.Accepted + ans.Oversized; got != c.lines {
+		r.errOut.printf("replay: warning: %s: server acknowledged %d lines (accepted %d, oversized %d) of %d sent\n",
+			c.where(), got, *ans.Accepted, ans.Oversized, c.lines)
+	}
+	return nil
 }
 
 // noteBusy tells the user, at most every few seconds, that chunks are being
@@ -479,82 +398,6 @@ func (r *replayer) noteBusy(c *chunk, err error, wait time.Duration) {
 	}
 	r.errOut.printf("replay: %s: %v; retrying in %s (%d retries so far)\n",
 		c.where(), err, wait.Round(time.Millisecond), r.stats.retries.Load())
-}
-
-// backoff is the wait before retry number attempt when the server gave no
-// Retry-After: exponential with jitter, capped at retryMaxDelay.
-func backoff(attempt int) time.Duration {
-	d := float64(retryBaseDelay) * math.Pow(2, float64(min(attempt-1, 30)))
-	d = min(d, float64(retryMaxDelay))
-	d *= 0.8 + 0.4*mrand.Float64()
-	return time.Duration(d)
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-func parseRetryAfter(h string, now time.Time) (time.Duration, bool) {
-	if h == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseFloat(h, 64); err == nil && secs >= 0 {
-		d = time.Duration(secs * float64(time.Second))
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = max(t.Sub(now), 0)
-	} else {
-		return 0, false
-	}
-	return min(d, retryAfterMax), true
-}
-
-// post makes one attempt at delivering a chunk.
-func (r *replayer) post(ctx context.Context, c *chunk, body []byte) (*ingestAnswer, error) {
-	actx, cancel := context.WithTimeout(ctx, r.opts.requestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, r.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Accept", "application/json")
-	// Lets a server that keeps them recognise a chunk sent again after a
-	// lost answer; servers that do not are unaffected.
-	req.Header.Set("Idempotency-Key", fmt.Sprintf("replay-%s-%d", r.runID, c.seq))
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, &retryableError{err: err} // a *url.Error: names method and URL
-	}
-	defer resp.Body.Close()
-	respBody, readErr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
-		if readErr != nil {
-			return nil, &retryableError{err: fmt.Errorf("POST %s: reading answer: %w", ingestPath, readErr)}
-		}
-		var ans ingestAnswer
-		if err := json.Unmarshal(respBody, &ans); err != nil || ans.Accepted == nil {
-			return nil, fmt.Errorf("replay: %s: server answered %s with an unexpected body %q",
-				c.where(), resp.Status, truncate(string(respBody), 200))
-		}
-		return &ans, nil
-	case resp.StatusCode == http.StatusServiceUnavailable,
-		resp.StatusCode == http.StatusTooManyRequests,
-		resp.StatusCode == http.StatusBadGateway,
-		resp.StatusCode == http.StatusGatewayTimeout:
-		after, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return nil, &retryableError{
-			err:        apiError(http.MethodPost, ingestPath, resp, respBody),
-			retryAfter: after,
-			hasAfter:   ok,
-		}
-	default:
-		err := fmt.Errorf("replay: %s rejected: %w", c.where(), apiError(http.MethodPost, ingestPath, resp, respBody))
-		if resp.StatusCode == http.StatusRequestEntityTooLarge {
-			err = fmt.Errorf("%w (try a smaller --chunk-bytes than %s)", err, &r.opts.chunkBytes)
-		}
-		return nil, err
-	}
 }
 
 // printSummary writes the end-of-run report.
