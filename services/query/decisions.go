@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,14 +268,29 @@ func (s *Service) handleUnban(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleBlocklist(w http.ResponseWriter, r *http.Request) {
-	seen := map[string]bool{}
-	var b strings.Builder
+	seen := map[netip.Prefix]bool{}
+	var keys []netip.Prefix
 	for _, d := range s.decisions.Active(false) {
-		if v := d.Value(); !seen[v] {
-			seen[v] = true
-			b.WriteString(v)
-			b.WriteByte('\n')
+		if p := d.Prefix(); !seen[p] {
+			seen[p] = true
+			keys = append(keys, p)
 		}
+	}
+	// In address order, so that a changed list diffs by its changes.
+	slices.SortFunc(keys, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	var b strings.Builder
+	for _, p := range keys {
+		if p.IsSingleIP() {
+			b.WriteString(p.Addr().String())
+		} else {
+			b.WriteString(p.String())
+		}
+		b.WriteByte('\n')
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(b.String()))

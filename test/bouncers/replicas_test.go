@@ -3,6 +3,7 @@ package bouncers
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,4 +95,36 @@ func TestBouncerCursorAcrossReplicas(t *testing.T) {
 	if n, d := values(poll(t, baseA, key, false)); n != "" || d != "" {
 		t.Fatalf("A after B: new %q deleted %q, want nothing", n, d)
 	}
+}
+
+// The plain blocklist holds one line per banned address or network, in
+// address order, and follows bans and unbans.
+func TestBlocklist(t *testing.T) {
+	a := apptest.Start(t)
+	base := "http://" + a.HTTPAddr().String()
+	list := func() string {
+		resp, err := http.Get(base + "/api/v1/decisions/blocklist.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/plain") {
+			t.Fatalf("blocklist: %s %s", resp.Status, ct)
+		}
+		return string(b)
+	}
+	if l := list(); l != "" {
+		t.Fatalf("empty blocklist: %q", l)
+	}
+	ban(t, base, "2001:db8:9::/48")
+	x := ban(t, base, "198.18.0.0/24")
+	ban(t, base, "192.0.2.10")
+	want := "192.0.2.10\n198.18.0.0/24\n2001:db8:9::/48\n"
+	apptest.Eventually(t, "the blocklist", 10*time.Second, func() bool { return list() == want })
+	req, _ := http.NewRequest("DELETE", fmt.Sprintf("%s/api/v1/decisions/%d", base, x), nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("unban: %v %v", resp, err)
+	}
+	apptest.Eventually(t, "the blocklist after the unban", 10*time.Second, func() bool { return list() == "192.0.2.10\n2001:db8:9::/48\n" })
 }
