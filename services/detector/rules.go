@@ -147,15 +147,50 @@ func (p *rulesParser) err() error {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlError turns a yaml.v3 syntax error into a RulesError.
-func (p *rulesParser) yamlError(err error) {
+// yamlError turns a yaml.v3 syntax error into a RulesError. yaml.v3's
+// "line N" is not the line of the problem: it is where the enclosing
+// block starts, counted from 0 (and left out when that is the first line),
+// so the line is found again (yamlProblemLine).
+func (p *rulesParser) yamlError(data []byte, err error) {
+	msg := yamlProblem(err)
+	p.errAt(yamlProblemLine(data, msg), 0, "%s", msg)
+}
+
+// yamlProblem is a yaml.v3 error's message without "yaml: line N: ".
+func yamlProblem(err error) string {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errAt(line, 0, "%s", m[2])
-		return
+		return m[2]
 	}
-	p.errAt(0, 0, "%s", strings.TrimPrefix(msg, "yaml: "))
+	return strings.TrimPrefix(msg, "yaml: ")
+}
+
+// yamlProblemLine is the 1-based line of a syntax error msg of data: the
+// first line whose addition makes the file's beginning fail with msg (a
+// binary search, so a 4 MiB file is decoded some 20 times), 0 if not found.
+func yamlProblemLine(data []byte, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	fails := func(n int) bool {
+		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], nil)))
+		for {
+			var doc yaml.Node
+			if err := dec.Decode(&doc); err != nil {
+				return !errors.Is(err, io.EOF) && yamlProblem(err) == msg
+			}
+		}
+	}
+	lo, hi := 0, len(lines) // fails(lo) is false: an empty file is valid
+	if !fails(hi) {
+		return 0
+	}
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
 }
 
 // checkTabs reports lines indented with tabs, which YAML forbids (yaml.v3's
@@ -194,7 +229,7 @@ func ParseRules(name string, data []byte) (*Rules, error) {
 		if errors.Is(err, io.EOF) {
 			return &Rules{Mode: ModeEnforce}, nil
 		}
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil, p.err()
 	}
 	var second yaml.Node
@@ -202,7 +237,7 @@ func ParseRules(name string, data []byte) (*Rules, error) {
 		p.errf(&second, "only one YAML document is allowed")
 		return nil, p.err()
 	} else if !errors.Is(err, io.EOF) {
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil, p.err()
 	}
 	rules := p.file(&doc)
