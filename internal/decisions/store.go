@@ -375,8 +375,17 @@ func (s *Store) RecordExpiry(ctx context.Context, del Deletion) error {
 
 // HasActive reports whether (rule, key) has an active decision in the index.
 func (s *Store) HasActive(rule string, key netip.Prefix) bool {
+	_, ok := s.ActiveFor(rule, key)
+	return ok
+}
+
+// ActiveFor returns the active decision of (rule, key) in the index.
+func (s *Store) ActiveFor(rule string, key netip.Prefix) (Decision, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	d := s.active[kvKey(rule, key)]
-	return d != nil && d.Until.After(time.Now())
+	if d == nil || !d.Until.After(time.Now()) {
+		return Decision{}, false
+	}
+	return *d, true
 }

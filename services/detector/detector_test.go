@@ -238,3 +238,35 @@ func TestNoBanStorm(t *testing.T) {
 		}
 	}
 }
+
+// Switching the rules from simulate to enforce decides for real the keys
+// that only had a simulated decision, as first offences.
+func TestSimulateThenEnforce(t *testing.T) {
+	const body = "rules:\n  - {name: flood, key: ip, range: 5m, threshold: 10, ban: 10m}\n"
+	rules := writeRules(t, "mode: simulate\n"+body)
+	a := apptest.Start(t, "-rules.file="+rules, "-detector.interval=100ms")
+	apptest.SendAccessLines(t, a.Ingest.TCPAddr(), time.Now(), 20, "203.0.113.70")
+	apptest.Eventually(t, "a simulated decision", 30*time.Second, func() bool {
+		d, ok := active(a)["203.0.113.70/32"]
+		return ok && d.Simulated
+	})
+	tmp := rules + ".tmp"
+	if err := os.WriteFile(tmp, []byte("mode: enforce\n"+body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, rules); err != nil {
+		t.Fatal(err)
+	}
+	var d decisions.Decision
+	apptest.Eventually(t, "the enforced decision", 30*time.Second, func() bool {
+		var ok bool
+		d, ok = active(a)["203.0.113.70/32"]
+		return ok && !d.Simulated
+	})
+	if d.Offence != 0 || d.Until.Sub(d.Created) != 10*time.Minute {
+		t.Fatalf("enforced decision %+v: want a first offence of 10m", d)
+	}
+	if n := len(a.Detector.Store().Active(true)); n != 1 {
+		t.Fatalf("%d active decisions, want 1", n)
+	}
+}

@@ -184,7 +184,7 @@ func (s *Service) evaluateRule(ctx context.Context, rules *Rules, rule *Rule, bu
 		case rules.Allowed(key):
 			s.m.decisions.WithLabelValues(rule.Name, "allowed").Inc()
 			return nil
-		case s.store.HasActive(rule.Name, key):
+		case s.decided(rules, rule, key):
 			return nil
 		case made >= budget:
 			waiting++
@@ -212,7 +212,7 @@ func (s *Service) evaluateRule(ctx context.Context, rules *Rules, rule *Rule, bu
 				bits4, bits6 = rule.PrefixV4, rule.PrefixV6
 			}
 			keep := func(pc windows.PrefixCount) bool {
-				return !rules.Allowed(pc.Prefix) && !s.store.HasActive(rule.Name, pc.Prefix)
+				return !rules.Allowed(pc.Prefix) && !s.decided(rules, rule, pc.Prefix)
 			}
 			rest, more, err := s.reader.Above(ctx, rg, windows.AboveQuery{Class: rule.Class, Min: rule.Threshold, V4Bits: bits4, V6Bits: bits6, Limit: budget - made}, keep)
 			if err != nil {
@@ -234,6 +234,14 @@ func (s *Service) evaluateRule(ctx context.Context, rules *Rules, rule *Rule, bu
 	return made, nil
 }
 
+// decided reports whether key has an active decision of rule that the
+// rules' mode keeps: in enforce mode a simulated one (made before the
+// switch from simulate) does not count, so the key is decided for real.
+func (s *Service) decided(rules *Rules, rule *Rule, key netip.Prefix) bool {
+	d, ok := s.store.ActiveFor(rule.Name, key)
+	return ok && (!d.Simulated || rules.Mode == ModeSimulate)
+}
+
 // decide makes the decision of key under rule, escalated by the key's
 // earlier offences; false when another replica (or this one before a
 // restart) had made it.
@@ -248,6 +256,12 @@ func (s *Service) decide(ctx context.Context, rules *Rules, rule *Rule, rg windo
 		Class: rule.Class.String(), Range: windows.FormatDuration(rule.Range), Window: rg.String(),
 		Origin: "logtally", By: s.deps.InstanceID, Created: now, Until: now.Add(ban),
 		Offence: offences, Simulated: rules.Mode == ModeSimulate,
+	}
+	if old, ok := s.store.ActiveFor(rule.Name, key); ok && old.Simulated && !d.Simulated {
+		// Switched to enforce: the simulated decision makes way.
+		if _, err := s.store.Delete(ctx, old.ID, "mode enforce"); err != nil && !errors.Is(err, decisions.ErrNotFound) {
+			return false, err
+		}
 	}
 	created, err := s.store.Create(ctx, d, ban)
 	if errors.Is(err, decisions.ErrActive) {
@@ -266,6 +280,9 @@ func (s *Service) decide(ctx context.Context, rules *Rules, rule *Rule, rg windo
 		s.notify(created)
 	}
 	s.log.Info("decision", "id", created.ID, "rule", rule.Name, "key", d.Key, "count", count, "threshold", rule.Threshold, "ban", ban, "offence", offences, "simulated", d.Simulated)
+	if d.Simulated {
+		return true, nil // a rehearsal: no offence to escalate later bans
+	}
 	return true, s.store.RecordOffence(ctx, rule.Name, key, now, rule.Escalation.Lookback)
 }
 
