@@ -737,6 +737,7 @@ type RulesFile struct {
 	watcher *fsnotify.Watcher
 	reloads *prometheus.CounterVec
 	loaded  prometheus.Gauge
+	valid   prometheus.Gauge
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -789,31 +790,32 @@ func OpenRules(path string, log hclog.Logger, onChange func(*Rules), opts ...Rul
 }
 
 func (f *RulesFile) registerMetrics(reg prometheus.Registerer) {
-	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtally_detector_rules_reloads_total",
-		Help: "Changes of the rules file read, by result: ok (applied), invalid (refused: the previous rules stay in force)."}, []string{"result"})
-	loaded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "logtally_detector_rules_loaded",
-		Help: "Rules in force from the rules file."})
-	if reg != nil {
-		if err := reg.Register(reloads); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if c, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					reloads = c
-				}
-			}
-		}
-		if err := reg.Register(loaded); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if g, ok := are.ExistingCollector.(prometheus.Gauge); ok {
-					loaded = g
-				}
+	f.reloads = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logtally_detector_rules_reloads_total",
+		Help: "Changes of the rules file read, by result: ok (applied), invalid (refused: the previous rules stay in force)."}, []string{"result"}))
+	f.loaded = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "logtally_detector_rules_loaded",
+		Help: "Rules in force from the rules file."}))
+	f.valid = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "logtally_detector_rules_file_valid",
+		Help: "1 while the rules file holds the rules in force, 0 while it is refused or cannot be read (the previous rules stay in force): alert on 0."}))
+	f.reloads.WithLabelValues("ok")
+	f.reloads.WithLabelValues("invalid")
+	f.valid.Set(1)
+}
+
+// register registers c on reg (when set), or returns the collector of the
+// same description registered before: several RulesFiles share the series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
 			}
 		}
 	}
-	reloads.WithLabelValues("ok")
-	reloads.WithLabelValues("invalid")
-	f.reloads, f.loaded = reloads, loaded
+	return c
 }
 
 // Current returns the rules in force. The value is never modified; a reload
@@ -902,6 +904,7 @@ func (f *RulesFile) reload() {
 		if !f.missing {
 			f.missing = true
 			f.reloads.WithLabelValues("invalid").Inc()
+			f.valid.Set(0)
 			f.log.Error("rules file cannot be read; the previous rules stay in force", "path", f.path, "error", err)
 		}
 		return
@@ -913,12 +916,14 @@ func (f *RulesFile) reload() {
 	f.missing = false
 	f.seen = sum
 	if sum == f.applied {
+		f.valid.Set(1)
 		f.log.Info("rules file is back to the rules in force", "path", f.path)
 		return
 	}
 	rules, err := ParseRules(f.path, data)
 	if err != nil {
 		f.reloads.WithLabelValues("invalid").Inc()
+		f.valid.Set(0)
 		f.log.Error("rules file refused; the previous rules stay in force", "path", f.path, "error", err)
 		return
 	}
@@ -926,6 +931,7 @@ func (f *RulesFile) reload() {
 	f.applied = sum
 	f.reloads.WithLabelValues("ok").Inc()
 	f.loaded.Set(float64(len(rules.Rules)))
+	f.valid.Set(1)
 	f.log.Info("rules reloaded", "path", f.path, "rules", len(rules.Rules), "allow", len(rules.Allow), "mode", string(rules.Mode))
 	if f.onChange != nil {
 		f.onChange(rules)

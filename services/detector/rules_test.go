@@ -1074,6 +1074,9 @@ func TestRulesFileRefusesInvalid(t *testing.T) {
 	if ok, n := f.reloads(t, "ok"), f.loaded(t); ok != 0 || n != 1 {
 		t.Errorf("reloads ok %v, rules_loaded %v; want 0 and 1", ok, n)
 	}
+	if v := rtMetric(t, f.reg, "logtally_detector_rules_file_valid"); v != 0 {
+		t.Errorf("rules_file_valid %v while the file is refused, want 0", v)
+	}
 	log := f.log.String()
 	for _, want := range []string{"[ERROR]", "rules file refused; the previous rules stay in force",
 		path + ":4:", "threshold must be positive", path + ":6:", "unknown class"} {
@@ -1100,6 +1103,9 @@ func TestRulesFileRefusesInvalid(t *testing.T) {
 	// Back to the rules in force: nothing to apply.
 	rtWriteFile(t, path, rtRules(1))
 	rtWait(t, "the log to say so", func() bool { return strings.Contains(f.log.String(), "back to the rules in force") })
+	if v := rtMetric(t, f.reg, "logtally_detector_rules_file_valid"); v != 1 {
+		t.Errorf("rules_file_valid %v with the rules in force back, want 1", v)
+	}
 	if f.Current() != good || len(f.changed()) != 0 || f.reloads(t, "ok") != 0 {
 		t.Errorf("the rules in force were applied again")
 	}
