@@ -278,15 +278,24 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	return nil
 }
 
+// unlimited maps the two spellings of no limit, 0 (what a config leaves
+// unset) and -1 (what the server reports back), to one.
+func unlimited(v int64) int64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
+}
+
 // drifted reports whether an existing stream differs from the wanted
 // configuration in a field logtally sets (the server fills in others).
 func drifted(have, want jetstream.StreamConfig) bool {
 	return have.Description != want.Description ||
 		!slices.Equal(have.Subjects, want.Subjects) ||
 		have.Retention != want.Retention ||
-		have.MaxBytes != want.MaxBytes ||
+		unlimited(have.MaxBytes) != unlimited(want.MaxBytes) ||
 		have.MaxAge != want.MaxAge ||
-		have.MaxMsgsPerSubject != want.MaxMsgsPerSubject ||
+		unlimited(have.MaxMsgsPerSubject) != unlimited(want.MaxMsgsPerSubject) ||
 		have.Discard != want.Discard ||
 		have.Duplicates != want.Duplicates ||
 		have.Replicas != want.Replicas ||
