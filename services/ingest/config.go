@@ -33,8 +33,13 @@ type Config struct {
 	// MaxLineBytes is the longest line kept whole; longer lines travel as
 	// an oversized entry (1 KiB prefix and the length).
 	MaxLineBytes int `yaml:"max_line_bytes"`
-	// MaxConnections is the limit of open connections per TCP listener.
+	// MaxConnections is the limit of open connections per TCP listener; at
+	// the limit the listener stops accepting (new senders wait in the
+	// kernel's accept queue).
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnsPerPeer is the limit of open connections per peer IP address
+	// and TCP listener (0: none); more are refused at once.
+	MaxConnsPerPeer int `yaml:"max_conns_per_peer"`
 	// HTTPMaxBodyBytes bounds an HTTP body after decompression.
 	HTTPMaxBodyBytes int64 `yaml:"http_max_body_bytes"`
 	// HTTPMaxConcurrent bounds the HTTP ingest requests served at once;
@@ -74,7 +79,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.Compress, "ingest.compress", CompressS2, "compression of raw batches on the stream: s2 (lines shrink about 5×, which saves JetStream most of its work) or none")
 	f.DurationVar(&c.BatchLinger, "ingest.batch.linger", 20*time.Millisecond, "longest a batch waits for more lines after its first line")
 	f.Var((*intSize)(&c.MaxLineBytes), "ingest.max-line-bytes", "longest line kept whole; longer lines become oversized entries (bytes; KiB/MiB suffixes allowed)")
-	f.IntVar(&c.MaxConnections, "ingest.max-connections", 1024, "open connections per TCP listener; more are closed at once")
+	f.IntVar(&c.MaxConnections, "ingest.max-connections", 1024, "open connections per TCP listener; at the limit the listener stops accepting until a connection ends, and new senders wait in the kernel's accept queue")
+	f.IntVar(&c.MaxConnsPerPeer, "ingest.tcp.max-conns-per-peer", 64, "open connections per peer IP address on each TCP listener (lines and syslog); one more is refused at once (reset, counted); 0 = no limit")
 	f.Var((*int64Size)(&c.HTTPMaxBodyBytes), "ingest.http.max-body-bytes", "largest HTTP ingest body after decompression (bytes; KiB/MiB suffixes allowed)")
 	f.IntVar(&c.HTTPMaxConcurrent, "ingest.http.max-concurrent", 16, "HTTP ingest requests served at once; more get 429 with Retry-After (memory: up to about twice the body limit each)")
 	f.DurationVar(&c.HTTPTimeout, "ingest.http.timeout", 10*time.Second, "time an HTTP ingest waits for JetStream acks before answering 503")
@@ -132,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		bad("ingest.max-connections must be at least 1, got %d", c.MaxConnections)
+	}
+	if c.MaxConnsPerPeer < 0 {
+		bad("ingest.tcp.max-conns-per-peer must be 0 (no limit) or positive, got %d", c.MaxConnsPerPeer)
 	}
 	if c.HTTPMaxBodyBytes < 1 {
 		bad("ingest.http.max-body-bytes must be positive, got %d", c.HTTPMaxBodyBytes)

@@ -162,18 +162,19 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	for name, mut := range map[string]func(*Config){
-		"negative batch":   func(c *Config) { c.BatchMaxBytes = -1 },
-		"zero linger":      func(c *Config) { c.BatchLinger = 0 },
-		"line over batch":  func(c *Config) { c.MaxLineBytes = c.BatchMaxBytes },
-		"no connections":   func(c *Config) { c.MaxConnections = 0 },
-		"negative body":    func(c *Config) { c.HTTPMaxBodyBytes = -5 },
-		"bad format":       func(c *Config) { c.Format = "Not A Token" },
-		"bad addr":         func(c *Config) { c.TCPAddr = "nonsense" },
-		"same addr":        func(c *Config) { c.TCPAddr, c.SyslogAddr = ":9000", ":9000" },
-		"same host addr":   func(c *Config) { c.TCPAddr, c.SyslogAddr = "127.0.0.1:5514", "127.0.0.1:5514" },
-		"zero http wait":   func(c *Config) { c.HTTPTimeout = 0 },
-		"zero in flight":   func(c *Config) { c.PublishMaxInFlight = 0 },
-		"tiny ack timeout": func(c *Config) { c.PublishAckTimeout = time.Millisecond },
+		"negative batch":    func(c *Config) { c.BatchMaxBytes = -1 },
+		"zero linger":       func(c *Config) { c.BatchLinger = 0 },
+		"line over batch":   func(c *Config) { c.MaxLineBytes = c.BatchMaxBytes },
+		"no connections":    func(c *Config) { c.MaxConnections = 0 },
+		"negative per peer": func(c *Config) { c.MaxConnsPerPeer = -1 },
+		"negative body":     func(c *Config) { c.HTTPMaxBodyBytes = -5 },
+		"bad format":        func(c *Config) { c.Format = "Not A Token" },
+		"bad addr":          func(c *Config) { c.TCPAddr = "nonsense" },
+		"same addr":         func(c *Config) { c.TCPAddr, c.SyslogAddr = ":9000", ":9000" },
+		"same host addr":    func(c *Config) { c.TCPAddr, c.SyslogAddr = "127.0.0.1:5514", "127.0.0.1:5514" },
+		"zero http wait":    func(c *Config) { c.HTTPTimeout = 0 },
+		"zero in flight":    func(c *Config) { c.PublishMaxInFlight = 0 },
+		"tiny ack timeout":  func(c *Config) { c.PublishAckTimeout = time.Millisecond },
 	} {
 		c := DefaultConfig()
 		mut(&c)
@@ -196,12 +197,13 @@ func TestFlags(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	c.RegisterFlags(fs)
 	err := fs.Parse([]string{"-ingest.tcp.addr=", "-ingest.batch.max-bytes=1MiB", "-ingest.max-line-bytes=32KiB",
-		"-ingest.http.max-body-bytes=128MiB", "-ingest.format=combined", "-ingest.batch.linger=50ms"})
+		"-ingest.http.max-body-bytes=128MiB", "-ingest.format=combined", "-ingest.batch.linger=50ms",
+		"-ingest.tcp.max-conns-per-peer=0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TCPAddr != "" || c.SyslogAddr != ":5514" || c.BatchMaxBytes != 1<<20 || c.MaxLineBytes != 32<<10 ||
-		c.HTTPMaxBodyBytes != 128<<20 || c.Format != "combined" || c.BatchLinger != 50*time.Millisecond || c.MaxConnections != 1024 {
+		c.HTTPMaxBodyBytes != 128<<20 || c.Format != "combined" || c.BatchLinger != 50*time.Millisecond || c.MaxConnections != 1024 || c.MaxConnsPerPeer != 0 {
 		t.Errorf("parsed %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -209,7 +211,7 @@ func TestFlags(t *testing.T) {
 	}
 	d := DefaultConfig()
 	if d.TCPAddr != ":8888" || d.BatchMaxBytes != 960<<10 || d.MaxLineBytes != 64<<10 || d.HTTPMaxBodyBytes != 64<<20 ||
-		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second {
+		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second || d.MaxConnsPerPeer != 64 {
 		t.Errorf("defaults %+v", d)
 	}
 	if got := sanitizeSource(" My App/1.0 "); got != "my_app_1_0" {

@@ -29,9 +29,13 @@
 // slots are taken, a TCP reader that needs to seal a batch waits for one
 // (holding the batcher's lock, so the source's other readers wait too) and
 // stops reading its socket; the kernel buffers fill and the sender's writes
-// block. Nothing is dropped. UDP cannot push back: a datagram that needs a
-// slot when none is free is dropped and counted in
-// logtally_ingest_udp_dropped_total.
+// block. Nothing is dropped. The same holds for connections: at
+// -ingest.max-connections a TCP listener stops accepting until one of its
+// connections ends, so new senders wait in the kernel's accept queue; no
+// connection is accepted only to be closed, except one from a peer address
+// that already has -ingest.tcp.max-conns-per-peer open (listeners.go).
+// UDP cannot push back: a datagram that needs a slot when none is free is
+// dropped and counted in logtally_ingest_udp_dropped_total.
 //
 // Stop closes the listeners, lets every open connection finish the lines it
 // has read (an unterminated last line of a connection closed by Stop is
@@ -102,10 +106,13 @@ type Service struct {
 	mu       sync.Mutex
 	started  bool
 	stopping bool
-	conns    map[net.Conn]string // open connection → listener
-	perLn    map[string]int      // open connections per listener
+	conns    map[net.Conn]*tcpListener // open connection → its listener
+	// done is closed by Stop: accept loops waiting for a free connection
+	// slot give up.
+	done chan struct{}
 
 	tcpLn, syslogLn net.Listener
+	tcpL, syslogL   *tcpListener
 	udpConn         net.PacketConn
 
 	tcpB, syslogTCPB, syslogUDPB *batcher
@@ -153,8 +160,8 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		m:       newMetrics(deps.Registerer),
 		nc:      nc,
 		js:      js,
-		conns:   map[net.Conn]string{},
-		perLn:   map[string]int{},
+		conns:   map[net.Conn]*tcpListener{},
+		done:    make(chan struct{}),
 		httpSem: make(chan struct{}, cfg.PublishMaxInFlight),
 		httpReq: make(chan struct{}, cfg.HTTPMaxConcurrent),
 		arenas:  newBuffers(cfg.BatchMaxBytes+batchOverhead, cfg.PublishMaxInFlight),
@@ -166,6 +173,8 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 	s.tcpB = s.newBatcher(SourceTCP, cfg.Format)
 	s.syslogTCPB = s.newBatcher(SourceSyslogTCP, FormatSyslog)
 	s.syslogUDPB = s.newBatcher(SourceSyslogUDP, FormatSyslog)
+	s.tcpL = s.newTCPListener("tcp", s.tcpB, false)
+	s.syslogL = s.newTCPListener("syslog-tcp", s.syslogTCPB, true)
 	return s, nil
 }
 
@@ -201,13 +210,14 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		s.syslogLn, s.udpConn = tl, ul
 	}
+	s.tcpL.ln, s.syslogL.ln = s.tcpLn, s.syslogLn
 	if s.tcpLn != nil {
 		s.acceptWG.Add(1)
-		go s.acceptLoop(s.tcpLn, "tcp", s.tcpB, false)
+		go s.acceptLoop(s.tcpL)
 	}
 	if s.syslogLn != nil {
 		s.acceptWG.Add(2)
-		go s.acceptLoop(s.syslogLn, "syslog-tcp", s.syslogTCPB, true)
+		go s.acceptLoop(s.syslogL)
 		go s.readUDP(s.udpConn)
 	}
 	if s.deps.Mux != nil {
@@ -348,6 +358,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	}()
 
 	// 1. No new connections or datagrams.
+	close(s.done)
 	for _, c := range []io.Closer{s.tcpLn, s.syslogLn, s.udpConn} {
 		if c != nil {
 			_ = c.Close()

@@ -1,0 +1,216 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// metricValue is the value of the series of name whose labels include
+// every pair of labels (name=value), from the service's registry; -1 when
+// there is none.
+func (e *env) metricValue(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for _, l := range labels {
+				k, v, _ := strings.Cut(l, "=")
+				if have[k] != v {
+					continue series
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// dialFrom connects from a local address (127.0.0.2 is a second peer on
+// Linux loopback).
+func dialFrom(t testing.TB, local string, addr net.Addr) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, local, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// isClosedByPeer: a read that ended because the other side closed or reset.
+func isClosedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// refusedConn connects to addr and expects the connection to be refused:
+// reset during the connect, or closed before anything is read.
+func refusedConn(addr net.Addr) error {
+	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNRESET) {
+			return nil
+		}
+		return err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !isClosedByPeer(err) {
+		return fmt.Errorf("read gave %v, want the connection refused", err)
+	}
+	return nil
+}
+
+// TestMaxConnectionsBackpressure fills a listener with idle connections
+// beyond -ingest.max-connections. The listener stops accepting, the extra
+// connections wait in the kernel's accept queue, and a sender that
+// connects next is not closed: its lines are read, exactly once, as soon
+// as the idle connections go away.
+func TestMaxConnectionsBackpressure(t *testing.T) {
+	const limit, idle, lines = 8, 12, 50
+	e := newEnv(t, func(c *Config) { c.MaxConnections = limit; c.MaxConnsPerPeer = 0 })
+	open := func() float64 { return e.metricValue(t, "logtally_ingest_open_connections", "listener=tcp") }
+	queued := func() float64 { return e.metricValue(t, "logtally_ingest_accept_queue", "listener=tcp") }
+	var held []net.Conn
+	for range idle {
+		held = append(held, dial(t, "tcp", e.svc.TCPAddr()))
+	}
+	poll(t, 10*time.Second, "the listener to be full", func() bool { return open() == limit })
+	if acceptQueueSupported {
+		poll(t, 10*time.Second, "the extra connections in the accept queue", func() bool { return queued() == idle-limit })
+	}
+
+	sender := dial(t, "tcp", e.svc.TCPAddr())
+	var sb strings.Builder
+	for i := range lines {
+		fmt.Fprintf(&sb, "198.51.100.%d - - [01/Jan/2025:00:00:00 +0000] \"GET /waited/%d HTTP/1.1\" 200 1\n", i, i)
+	}
+	mustWrite(t, sender, sb.String())
+	if err := sender.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if acceptQueueSupported {
+		poll(t, 10*time.Second, "the sender in the accept queue", func() bool { return queued() == idle-limit+1 })
+	}
+	if v := counterValue(e.svc.m.lines.WithLabelValues(SourceTCP)); v != 0 {
+		t.Fatalf("%v lines read while the sender waits", v)
+	}
+	if v := e.metricValue(t, "logtally_ingest_connections_limit_seconds_total", "listener=tcp"); v <= 0 {
+		t.Errorf("connections_limit_seconds_total %v while at the limit", v)
+	}
+	for _, c := range held {
+		_ = c.Close()
+		if v := open(); v > limit {
+			t.Fatalf("%v connections open, limit %d", v, limit)
+		}
+	}
+	msgs := e.waitEntries(t, SourceTCP, lines, 10*time.Second)
+	// The sender was served, not closed: ingest read to its end of stream
+	// and then closed the connection normally.
+	_ = sender.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := sender.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("sender after its lines: read %d, %v; want EOF", n, err)
+	}
+	poll(t, 10*time.Second, "every connection closed", func() bool { return open() == 0 })
+	got := linesOf(e.fetch(t), SourceTCP)
+	if len(got) != lines || len(msgs) == 0 {
+		t.Fatalf("%d lines stored, want %d", len(got), lines)
+	}
+	seen := map[string]bool{}
+	for _, l := range got {
+		seen[l] = true
+	}
+	if len(seen) != lines {
+		t.Errorf("%d distinct lines of %d", len(seen), lines)
+	}
+	if v := e.metricValue(t, "logtally_ingest_connections_rejected_total"); v > 0 {
+		t.Errorf("%v connections rejected", v)
+	}
+	t.Logf("at the limit for %.3fs", e.metricValue(t, "logtally_ingest_connections_limit_seconds_total", "listener=tcp"))
+}
+
+// TestMaxConnsPerPeer: on both TCP listeners, a peer address gets at most
+// -ingest.tcp.max-conns-per-peer connections; one more is refused (reset)
+// and counted, the accepted ones and other peers are served.
+func TestMaxConnsPerPeer(t *testing.T) {
+	const perPeer = 3
+	e := newEnv(t, func(c *Config) { c.MaxConnsPerPeer = perPeer })
+	for _, l := range []struct {
+		name, source string
+		addr         net.Addr
+		line         func(s string) string
+	}{
+		{"tcp", SourceTCP, e.svc.TCPAddr(), func(s string) string { return s + "\n" }},
+		{"syslog-tcp", SourceSyslogTCP, e.svc.SyslogTCPAddr(), func(s string) string { return octet("<13>" + s) }},
+	} {
+		t.Run(l.name, func(t *testing.T) {
+			open := func() float64 { return e.metricValue(t, "logtally_ingest_open_connections", "listener="+l.name) }
+			refused := func() float64 {
+				return e.metricValue(t, "logtally_ingest_connections_rejected_total", "listener="+l.name, "reason=per_peer")
+			}
+			var held []net.Conn
+			for range perPeer {
+				held = append(held, dial(t, "tcp", l.addr))
+			}
+			poll(t, 10*time.Second, "the peer's connections open", func() bool { return open() == perPeer })
+			if err := refusedConn(l.addr); err != nil {
+				t.Fatalf("connection %d of the peer: %v", perPeer+1, err)
+			}
+			if v := refused(); v != 1 {
+				t.Errorf("refused %v, want 1", v)
+			}
+			want, others := 0, 0
+			for i, c := range held {
+				mustWrite(t, c, l.line(fmt.Sprintf("held %d", i)))
+				want++
+			}
+			if runtime.GOOS == "linux" {
+				// Another address is not affected by this one's limit.
+				other := dialFrom(t, "127.0.0.2", l.addr)
+				mustWrite(t, other, l.line("from 127.0.0.2"))
+				want++
+				others++
+				poll(t, 10*time.Second, "the other peer's connection", func() bool { return open() == perPeer+1 })
+			}
+			// A freed connection can be taken again.
+			_ = held[0].Close()
+			poll(t, 10*time.Second, "the closed connection released", func() bool { return open() == float64(perPeer-1+others) })
+			again := dial(t, "tcp", l.addr)
+			mustWrite(t, again, l.line("again"))
+			want++
+			msgs := e.waitEntries(t, l.source, want, 10*time.Second)
+			if got := linesOf(msgs, l.source); len(got) != want {
+				t.Errorf("lines %q, want %d", got, want)
+			}
+			if v := refused(); v != 1 {
+				t.Errorf("refused %v after a slot was freed, want 1", v)
+			}
+			for _, c := range append(held, again) {
+				_ = c.Close()
+			}
+		})
+	}
+}
