@@ -37,6 +37,9 @@ type Config struct {
 	// the limit the listener stops accepting (new senders wait in the
 	// kernel's accept queue).
 	MaxConnections int `yaml:"max_connections"`
+	// TCPIdleTimeout closes a TCP connection whose peer sent nothing for
+	// this long (0: never); what it had sent is kept.
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
 	// MaxConnsPerPeer is the limit of open connections per peer IP address
 	// and TCP listener (0: none); more are refused at once.
 	MaxConnsPerPeer int `yaml:"max_conns_per_peer"`
@@ -80,6 +83,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.BatchLinger, "ingest.batch.linger", 20*time.Millisecond, "longest a batch waits for more lines after its first line")
 	f.Var((*intSize)(&c.MaxLineBytes), "ingest.max-line-bytes", "longest line kept whole; longer lines become oversized entries (bytes; KiB/MiB suffixes allowed)")
 	f.IntVar(&c.MaxConnections, "ingest.max-connections", 1024, "open connections per TCP listener; at the limit the listener stops accepting until a connection ends, and new senders wait in the kernel's accept queue")
+	f.DurationVar(&c.TCPIdleTimeout, "ingest.tcp.idle-timeout", 5*time.Minute, "close a connection of a TCP listener (lines and syslog) whose peer sent nothing for this long, keeping what it sent as at a close by the peer; 0 = never")
 	f.IntVar(&c.MaxConnsPerPeer, "ingest.tcp.max-conns-per-peer", 64, "open connections per peer IP address on each TCP listener (lines and syslog); one more is refused at once (reset, counted); 0 = no limit")
 	f.Var((*int64Size)(&c.HTTPMaxBodyBytes), "ingest.http.max-body-bytes", "largest HTTP ingest body after decompression (bytes; KiB/MiB suffixes allowed)")
 	f.IntVar(&c.HTTPMaxConcurrent, "ingest.http.max-concurrent", 16, "HTTP ingest requests served at once; more get 429 with Retry-After (memory: up to about twice the body limit each)")
@@ -138,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		bad("ingest.max-connections must be at least 1, got %d", c.MaxConnections)
+	}
+	if c.TCPIdleTimeout < 0 {
+		bad("ingest.tcp.idle-timeout must be 0 (never) or positive, got %s", c.TCPIdleTimeout)
 	}
 	if c.MaxConnsPerPeer < 0 {
 		bad("ingest.tcp.max-conns-per-peer must be 0 (no limit) or positive, got %d", c.MaxConnsPerPeer)

@@ -3,9 +3,11 @@ package ingest
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,17 +35,20 @@ type tcpListener struct {
 	peers   map[netip.Addr]int
 	perPeer prometheus.Counter
 	peerLog rateLimit
+	// idleClosed counts connections closed by -ingest.tcp.idle-timeout.
+	idleClosed prometheus.Counter
 }
 
 func (s *Service) newTCPListener(name string, b *batcher, syslog bool) *tcpListener {
 	l := &tcpListener{
-		name:    name,
-		b:       b,
-		syslog:  syslog,
-		slots:   make(chan struct{}, s.cfg.MaxConnections),
-		open:    s.m.openConns.WithLabelValues(name),
-		peers:   map[netip.Addr]int{},
-		perPeer: s.m.connsRejected.WithLabelValues(name, "per_peer"),
+		name:       name,
+		b:          b,
+		syslog:     syslog,
+		slots:      make(chan struct{}, s.cfg.MaxConnections),
+		open:       s.m.openConns.WithLabelValues(name),
+		peers:      map[netip.Addr]int{},
+		perPeer:    s.m.connsRejected.WithLabelValues(name, "per_peer"),
+		idleClosed: s.m.idleClosed.WithLabelValues(name),
 	}
 	f := promauto.With(s.deps.Registerer)
 	f.NewCounterFunc(prometheus.CounterOpts{
@@ -114,7 +119,7 @@ func (s *Service) acceptLoop(l *tcpListener) {
 				<-l.slots
 				s.connWG.Done()
 			}()
-			s.serveConn(conn, l.b, l.syslog)
+			s.serveConn(conn, l)
 		}()
 	}
 }
@@ -221,29 +226,71 @@ func (r *rateLimit) allow(now time.Time, every time.Duration) bool {
 // serveConn reads one TCP connection. Lines collect in a chunk that goes
 // to the batcher whenever the reader has consumed everything received so
 // far (or the chunk is large), before the next read can block.
-func (s *Service) serveConn(conn net.Conn, b *batcher, syslog bool) {
+func (s *Service) serveConn(conn net.Conn, l *tcpListener) {
 	peer := conn.RemoteAddr().String()
-	br := bufio.NewReaderSize(conn, readerSize(s.cfg.MaxLineBytes))
+	r := &idleReader{conn: conn, timeout: s.cfg.TCPIdleTimeout, stopping: &s.connsStopping}
+	br := bufio.NewReaderSize(r, readerSize(s.cfg.MaxLineBytes))
 	c := &chunk{}
 	flush := func() {
 		if c.entries() > 0 {
-			b.add(c, peer, true)
+			l.b.add(c, peer, true)
 			c.reset()
 		}
 	}
 	h := &chunkHandler{chunk: c, limit: 32 << 10, flush: flush}
 	idle := flush
 	var err error
-	if syslog {
+	if l.syslog {
 		err = scanSyslog(br, s.cfg.MaxLineBytes, h, idle, func() { s.m.framingErrors.Inc() })
 	} else {
 		err = scanLines(br, s.cfg.MaxLineBytes, h, idle)
 	}
 	flush()
+	if r.expired {
+		l.idleClosed.Inc()
+		s.log.Debug("closing idle connection", "listener", l.name, "peer", peer, "idle_timeout", s.cfg.TCPIdleTimeout)
+		return
+	}
 	var ne net.Error
 	if err != nil && !errors.Is(err, net.ErrClosed) && !(errors.As(err, &ne) && ne.Timeout()) {
 		s.log.Debug("connection ended with error", "peer", peer, "error", err)
 	}
+}
+
+// idleReader reads a connection under -ingest.tcp.idle-timeout: every
+// read first moves the read deadline to now plus the timeout, so the
+// timeout is the time the peer sent nothing while ingest waited for it
+// (time spent waiting for a batch slot does not count). An expired
+// deadline reads as io.EOF from then on: the framers end the connection
+// exactly as if the peer had closed it, so complete lines are kept and so
+// is an unterminated last line or a frame cut short (lines.go). Stop's
+// deadline stays a timeout error, as before (stopping is set before Stop
+// moves the deadlines, and a read that moved its deadline after that sees
+// it).
+type idleReader struct {
+	conn     net.Conn
+	timeout  time.Duration // 0: none
+	stopping *atomic.Bool
+	expired  bool
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if r.expired {
+		return 0, io.EOF
+	}
+	if r.timeout > 0 {
+		_ = r.conn.SetReadDeadline(time.Now().Add(r.timeout))
+		if r.stopping.Load() {
+			_ = r.conn.SetReadDeadline(time.Now())
+		}
+	}
+	n, err := r.conn.Read(p)
+	var ne net.Error
+	if err != nil && r.timeout > 0 && errors.As(err, &ne) && ne.Timeout() && !r.stopping.Load() {
+		r.expired = true
+		return n, io.EOF
+	}
+	return n, err
 }
 
 // chunkHandler passes lines into a chunk and flushes it at a size limit.

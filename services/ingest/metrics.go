@@ -21,6 +21,7 @@ type metrics struct {
 	udpDropped      prometheus.Counter
 	connsRejected   *prometheus.CounterVec
 	openConns       *prometheus.GaugeVec
+	idleClosed      *prometheus.CounterVec
 	lostOnShutdown  prometheus.Counter
 	httpRequests    *prometheus.CounterVec
 	framingErrors   prometheus.Counter
@@ -52,6 +53,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		publishLatency:  f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_publish_latency_seconds", Help: "Time from publishing a raw batch to its JetStream ack (successful attempts).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
 		udpDropped:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_udp_dropped_total", Help: "Syslog UDP datagrams dropped because every batch slot was in flight."}),
 		connsRejected:   f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_connections_rejected_total", Help: "TCP connections refused, by listener and reason: per_peer (closed with a reset before reading, as the peer address had -ingest.tcp.max-conns-per-peer open). At -ingest.max-connections nothing is refused: the listener stops accepting."}, []string{"listener", "reason"}),
+		idleClosed:      f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_connections_idle_closed_total", Help: "TCP connections closed by -ingest.tcp.idle-timeout (the peer sent nothing for that long); what they had sent was kept, as at a close by the peer."}, []string{"listener"}),
 		openConns:       f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_ingest_open_connections", Help: "Open TCP connections, by listener."}, []string{"listener"}),
 		lostOnShutdown:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_lines_lost_on_shutdown_total", Help: "Lines whose batch was not acknowledged before the stop deadline."}),
 		httpRequests:    f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_http_requests_total", Help: "HTTP ingest requests, by status code."}, []string{"code"}),

@@ -214,3 +214,98 @@ func TestMaxConnsPerPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleTimeout fills a listener (-ingest.max-connections=8) with 12
+// connections that each send a complete and an unterminated line and then
+// nothing. -ingest.tcp.idle-timeout closes them, keeping both lines as at
+// a close by the peer; the 4 that waited in the accept queue are served
+// and closed in turn, and a sender that connected after all of them (and
+// sent 50 lines and its end of stream) is served, not closed, and has its
+// lines counted exactly once. A
+// connection that keeps sending within the timeout stays open.
+func TestIdleTimeout(t *testing.T) {
+	const limit, idle, lines, timeout = 8, 12, 50, 300 * time.Millisecond
+	e := newEnv(t, func(c *Config) { c.MaxConnections = limit; c.TCPIdleTimeout = timeout })
+	open := func() float64 { return e.metricValue(t, "logtally_ingest_open_connections", "listener=tcp") }
+	closedIdle := func() float64 {
+		return e.metricValue(t, "logtally_ingest_connections_idle_closed_total", "listener=tcp")
+	}
+	t0 := time.Now()
+	var held []net.Conn
+	for i := range idle {
+		c := dial(t, "tcp", e.svc.TCPAddr())
+		mustWrite(t, c, fmt.Sprintf("idle %d complete\npartial %d", i, i))
+		held = append(held, c)
+	}
+	sender := dial(t, "tcp", e.svc.TCPAddr())
+	var sb strings.Builder
+	for i := range lines {
+		fmt.Fprintf(&sb, "sender line %d\n", i)
+	}
+	mustWrite(t, sender, sb.String())
+	if err := sender.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "the sender's lines", func() bool {
+		if v := open(); v > limit {
+			t.Fatalf("%v connections open, limit %d", v, limit)
+		}
+		n := 0
+		for _, l := range linesOf(e.fetch(t), SourceTCP) {
+			if strings.HasPrefix(l, "sender ") {
+				n++
+			}
+		}
+		return n == lines
+	})
+	// The sender was served to its end of stream, then closed normally.
+	_ = sender.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := sender.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("sender: %v, want EOF after its close", err)
+	}
+	// Every idle connection was closed by ingest, normally (FIN, no reset).
+	for i, c := range held {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("idle connection %d: %v, want EOF", i, err)
+		}
+	}
+	poll(t, 10*time.Second, "idle closes counted", func() bool { return closedIdle() == idle })
+	took := time.Since(t0)
+	if took < 2*timeout {
+		t.Errorf("12 idle connections through 8 slots took %s, less than two idle timeouts", took)
+	}
+	want := map[string]int{}
+	for i := range idle {
+		want[fmt.Sprintf("idle %d complete", i)] = 1
+		want[fmt.Sprintf("partial %d", i)] = 1
+	}
+	for i := range lines {
+		want[fmt.Sprintf("sender line %d", i)] = 1
+	}
+	got := linesOf(e.waitEntries(t, SourceTCP, 2*idle+lines, 10*time.Second), SourceTCP)
+	for _, l := range got {
+		want[l]--
+	}
+	for l, n := range want {
+		if n != 0 {
+			t.Errorf("line %q: %d missing (negative: extra)", l, n)
+		}
+	}
+	if len(got) != 2*idle+lines {
+		t.Errorf("%d lines, want %d", len(got), 2*idle+lines)
+	}
+	t.Logf("%d idle connections closed after %s each, all lines in %s", idle, timeout, took.Round(time.Millisecond))
+
+	// Reads reset the timeout: a line every timeout/5 keeps a connection
+	// open past two timeouts.
+	trickle := dial(t, "tcp", e.svc.TCPAddr())
+	for i := range 10 {
+		mustWrite(t, trickle, fmt.Sprintf("trickle %d\n", i))
+		time.Sleep(timeout / 5) // the sender's pace, not a wait for ingest
+	}
+	if v := closedIdle(); v != idle {
+		t.Errorf("a connection sending every %s was closed as idle (%v closes)", timeout/5, v)
+	}
+	e.waitEntries(t, SourceTCP, 2*idle+lines+10, 10*time.Second)
+}

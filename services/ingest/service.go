@@ -37,9 +37,13 @@
 // UDP cannot push back: a datagram that needs a slot when none is free is
 // dropped and counted in logtally_ingest_udp_dropped_total.
 //
+// Idle connections: a TCP connection whose peer sent nothing for
+// -ingest.tcp.idle-timeout is closed as if the peer had closed it: its
+// lines are kept, an unterminated last line too.
+//
 // Stop closes the listeners, lets every open connection finish the lines it
 // has read (an unterminated last line of a connection closed by Stop is
-// dropped; at EOF from the peer it is kept), waits for in-flight HTTP
+// dropped; at EOF from the peer or the idle timeout it is kept), waits for in-flight HTTP
 // requests, seals every partial batch and waits for all acks. When the
 // Stop context ends first, the remaining batches are given up: the number of
 // lines is logged and added to logtally_ingest_lines_lost_on_shutdown_total,
@@ -107,6 +111,8 @@ type Service struct {
 	started  bool
 	stopping bool
 	conns    map[net.Conn]*tcpListener // open connection → its listener
+	// connsStopping is set by Stop before it ends the connections' reads.
+	connsStopping atomic.Bool
 	// done is closed by Stop: accept loops waiting for a free connection
 	// slot give up.
 	done chan struct{}
@@ -366,6 +372,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	s.acceptWG.Wait()
 	// 2. Open connections end after the lines they have read.
+	s.connsStopping.Store(true)
 	s.mu.Lock()
 	for c := range s.conns {
 		_ = c.SetReadDeadline(time.Now())
