@@ -73,7 +73,7 @@ func BenchmarkIngestUDP(b *testing.B) {
 	conn := dial(b, "udp", e.svc.SyslogUDPAddr())
 	msg := []byte("<13>Jan  1 00:00:00 host sshd[1]: Failed password for root from 198.51.100.4 port 22 ssh2")
 	lines := e.svc.m.lines.WithLabelValues(SourceSyslogUDP)
-	read := func() float64 { return counterValue(lines) + counterValue(e.svc.m.udpDropped) }
+	read := func() float64 { return counterValue(lines) + e.udpDropped("") }
 	const window = 256
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
@@ -94,7 +94,7 @@ func BenchmarkIngestUDP(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "datagrams/s")
-	if d := counterValue(e.svc.m.udpDropped); d > 0 {
-		b.Logf("%.0f of %d datagrams dropped (no batch slot)", d, b.N)
+	if d := e.udpDropped(""); d > 0 {
+		b.Logf("%.0f of %d datagrams dropped (no batch slot %.0f, kernel %.0f)", d, b.N, e.udpDropped("no_batch_slot"), e.udpDropped("kernel_rcvbuf"))
 	}
 }

@@ -26,6 +26,9 @@ type Config struct {
 	// SyslogAddr is the syslog listener, UDP and TCP on the same port;
 	// empty disables both.
 	SyslogAddr string `yaml:"syslog_addr"`
+	// UDPRcvbuf is the receive buffer of the syslog UDP socket (0: the
+	// system default).
+	UDPRcvbuf int `yaml:"udp_rcvbuf"`
 	// BatchMaxBytes bounds the encoded size of one RawBatch message.
 	BatchMaxBytes int `yaml:"batch_max_bytes"`
 	// BatchLinger is how long a batch waits for more lines after its first.
@@ -76,8 +79,10 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.BatchMaxBytes = 960 << 10
 	c.MaxLineBytes = 64 << 10
 	c.HTTPMaxBodyBytes = 64 << 20
+	c.UDPRcvbuf = 8 << 20
 	f.StringVar(&c.TCPAddr, "ingest.tcp.addr", ":8888", "address of the newline-delimited TCP line listener; empty disables it")
 	f.StringVar(&c.SyslogAddr, "ingest.syslog.addr", ":5514", "address of the syslog listener (UDP and TCP on the same port); empty disables it")
+	f.Var((*intSize)(&c.UDPRcvbuf), "ingest.syslog.udp-rcvbuf", "receive buffer of the syslog UDP socket, which holds a burst until it is read (bytes; KiB/MiB suffixes allowed; Linux caps it at net.core.rmem_max, logged); 0 keeps the system default")
 	f.Var((*intSize)(&c.BatchMaxBytes), "ingest.batch.max-bytes", "largest raw batch message (bytes; KiB/MiB suffixes allowed)")
 	f.StringVar(&c.Compress, "ingest.compress", CompressS2, "compression of raw batches on the stream: s2 (lines shrink about 5×, which saves JetStream most of its work) or none")
 	f.DurationVar(&c.BatchLinger, "ingest.batch.linger", 20*time.Millisecond, "longest a batch waits for more lines after its first line")
@@ -124,6 +129,9 @@ func (c *Config) Validate() error {
 	// port for each listener.
 	if c.TCPAddr != "" && c.TCPAddr == c.SyslogAddr && tcpPort != 0 {
 		bad("ingest.tcp.addr and ingest.syslog.addr are both %q", c.TCPAddr)
+	}
+	if c.UDPRcvbuf < 0 {
+		bad("ingest.syslog.udp-rcvbuf must be 0 (system default) or positive, got %d", c.UDPRcvbuf)
 	}
 	if c.MaxLineBytes < 16 {
 		bad("ingest.max-line-bytes must be at least 16, got %d", c.MaxLineBytes)

@@ -168,6 +168,7 @@ func TestConfigValidate(t *testing.T) {
 		"no connections":    func(c *Config) { c.MaxConnections = 0 },
 		"negative per peer": func(c *Config) { c.MaxConnsPerPeer = -1 },
 		"negative idle":     func(c *Config) { c.TCPIdleTimeout = -time.Second },
+		"negative rcvbuf":   func(c *Config) { c.UDPRcvbuf = -1 },
 		"negative body":     func(c *Config) { c.HTTPMaxBodyBytes = -5 },
 		"bad format":        func(c *Config) { c.Format = "Not A Token" },
 		"bad addr":          func(c *Config) { c.TCPAddr = "nonsense" },
@@ -199,12 +200,12 @@ func TestFlags(t *testing.T) {
 	c.RegisterFlags(fs)
 	err := fs.Parse([]string{"-ingest.tcp.addr=", "-ingest.batch.max-bytes=1MiB", "-ingest.max-line-bytes=32KiB",
 		"-ingest.http.max-body-bytes=128MiB", "-ingest.format=combined", "-ingest.batch.linger=50ms",
-		"-ingest.tcp.max-conns-per-peer=0", "-ingest.tcp.idle-timeout=0"})
+		"-ingest.tcp.max-conns-per-peer=0", "-ingest.tcp.idle-timeout=0", "-ingest.syslog.udp-rcvbuf=1MiB"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TCPAddr != "" || c.SyslogAddr != ":5514" || c.BatchMaxBytes != 1<<20 || c.MaxLineBytes != 32<<10 ||
-		c.HTTPMaxBodyBytes != 128<<20 || c.Format != "combined" || c.BatchLinger != 50*time.Millisecond || c.MaxConnections != 1024 || c.MaxConnsPerPeer != 0 || c.TCPIdleTimeout != 0 {
+		c.HTTPMaxBodyBytes != 128<<20 || c.Format != "combined" || c.BatchLinger != 50*time.Millisecond || c.MaxConnections != 1024 || c.MaxConnsPerPeer != 0 || c.TCPIdleTimeout != 0 || c.UDPRcvbuf != 1<<20 {
 		t.Errorf("parsed %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -212,7 +213,7 @@ func TestFlags(t *testing.T) {
 	}
 	d := DefaultConfig()
 	if d.TCPAddr != ":8888" || d.BatchMaxBytes != 960<<10 || d.MaxLineBytes != 64<<10 || d.HTTPMaxBodyBytes != 64<<20 ||
-		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second || d.MaxConnsPerPeer != 64 || d.TCPIdleTimeout != 5*time.Minute {
+		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second || d.MaxConnsPerPeer != 64 || d.TCPIdleTimeout != 5*time.Minute || d.UDPRcvbuf != 8<<20 {
 		t.Errorf("defaults %+v", d)
 	}
 	if got := sanitizeSource(" My App/1.0 "); got != "my_app_1_0" {

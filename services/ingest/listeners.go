@@ -322,32 +322,3 @@ func (h *chunkHandler) oversized(prefix []byte, length uint64) {
 		h.flush()
 	}
 }
-
-// readUDP reads syslog datagrams: one datagram is one message (an empty
-// one is forwarded as an empty line). When no batch slot is free the
-// datagram is dropped and counted.
-func (s *Service) readUDP(pc net.PacketConn) {
-	defer s.acceptWG.Done()
-	buf := make([]byte, 64<<10)
-	c := &chunk{}
-	for {
-		n, addr, err := pc.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return
-			}
-			s.log.Warn("syslog udp read failed", "error", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		c.reset()
-		emit(c, trimNewlines(buf[:n]), s.cfg.MaxLineBytes)
-		if !s.syslogUDPB.add(c, addr.String(), false) {
-			s.m.udpDropped.Inc()
-		}
-	}
-}

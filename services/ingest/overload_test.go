@@ -12,15 +12,16 @@ import (
 	"time"
 )
 
-// metricValue is the value of the series of name whose labels include
-// every pair of labels (name=value), from the service's registry; -1 when
-// there is none.
+// metricValue is the sum of the series of name whose labels include every
+// pair of labels (name=value), from the service's registry; -1 when there
+// is none.
 func (e *env) metricValue(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum, found := 0.0, false
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -39,13 +40,25 @@ func (e *env) metricValue(t testing.TB, name string, labels ...string) float64 {
 			}
 			switch {
 			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
+				sum, found = sum+m.GetCounter().GetValue(), true
 			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
+				sum, found = sum+m.GetGauge().GetValue(), true
 			}
 		}
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+// udpDropped is logtally_ingest_udp_dropped_total of one reason, or of
+// all with "".
+func (e *env) udpDropped(reason string) float64 {
+	if reason != "" {
+		return counterValue(e.svc.m.udpDropped.WithLabelValues(reason))
+	}
+	return e.udpDropped("no_batch_slot") + e.udpDropped("kernel_rcvbuf")
 }
 
 // dialFrom connects from a local address (127.0.0.2 is a second peer on

@@ -35,7 +35,8 @@
 // connection is accepted only to be closed, except one from a peer address
 // that already has -ingest.tcp.max-conns-per-peer open (listeners.go).
 // UDP cannot push back: a datagram that needs a slot when none is free is
-// dropped and counted in logtally_ingest_udp_dropped_total.
+// dropped and counted in logtally_ingest_udp_dropped_total, and so are the
+// datagrams the kernel drops at a full receive buffer (udp.go).
 //
 // Idle connections: a TCP connection whose peer sent nothing for
 // -ingest.tcp.idle-timeout is closed as if the peer had closed it: its
@@ -119,7 +120,7 @@ type Service struct {
 
 	tcpLn, syslogLn net.Listener
 	tcpL, syslogL   *tcpListener
-	udpConn         net.PacketConn
+	udpConn         *net.UDPConn
 
 	tcpB, syslogTCPB, syslogUDPB *batcher
 
@@ -215,6 +216,7 @@ func (s *Service) Start(ctx context.Context) error {
 			return err
 		}
 		s.syslogLn, s.udpConn = tl, ul
+		s.setupUDP(ul)
 	}
 	s.tcpL.ln, s.syslogL.ln = s.tcpLn, s.syslogLn
 	if s.tcpLn != nil {
@@ -241,7 +243,7 @@ func (s *Service) Start(ctx context.Context) error {
 
 // listenSyslog binds TCP and UDP on the same port. With port 0 the TCP
 // port is chosen first and UDP tries to take the same number.
-func listenSyslog(ctx context.Context, addr string) (net.Listener, net.PacketConn, error) {
+func listenSyslog(ctx context.Context, addr string) (net.Listener, *net.UDPConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("syslog address %q: %w", addr, err)
@@ -256,10 +258,7 @@ func listenSyslog(ctx context.Context, addr string) (net.Listener, net.PacketCon
 		p := strconv.Itoa(tl.Addr().(*net.TCPAddr).Port)
 		ul, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, p))
 		if err == nil {
-			if uc, ok := ul.(*net.UDPConn); ok {
-				_ = uc.SetReadBuffer(4 << 20)
-			}
-			return tl, ul, nil
+			return tl, ul.(*net.UDPConn), nil
 		}
 		_ = tl.Close()
 		lastErr = err
@@ -365,10 +364,13 @@ func (s *Service) Stop(ctx context.Context) error {
 
 	// 1. No new connections or datagrams.
 	close(s.done)
-	for _, c := range []io.Closer{s.tcpLn, s.syslogLn, s.udpConn} {
+	for _, c := range []io.Closer{s.tcpLn, s.syslogLn} {
 		if c != nil {
 			_ = c.Close()
 		}
+	}
+	if s.udpConn != nil {
+		_ = s.udpConn.Close()
 	}
 	s.acceptWG.Wait()
 	// 2. Open connections end after the lines they have read.

@@ -210,6 +210,7 @@ func TestLimitDefaults(t *testing.T) {
 		{"-ingest.max-connections", fmt.Sprint(ic.MaxConnections), ic.MaxConnections >= 64 && ic.MaxConnections <= 65536},
 		{"-ingest.tcp.idle-timeout", strings.TrimSuffix(ic.TCPIdleTimeout.String(), "0s"), ic.TCPIdleTimeout >= time.Minute && ic.TCPIdleTimeout <= time.Hour},
 		{"-ingest.tcp.max-conns-per-peer", fmt.Sprint(ic.MaxConnsPerPeer), ic.MaxConnsPerPeer >= 1 && ic.MaxConnsPerPeer < ic.MaxConnections},
+		{"-ingest.syslog.udp-rcvbuf", "8 MiB", ic.UDPRcvbuf == 8<<20},
 		{"-ingest.max-line-bytes", "64 KiB", ic.MaxLineBytes == 64<<10},
 		{"-ingest.http.max-body-bytes", "64 MiB", ic.HTTPMaxBodyBytes == 64<<20},
 		{"-ingest.batch.max-bytes", "960 KiB", ic.BatchMaxBytes == 960<<10},
