@@ -37,6 +37,7 @@ type tcpListener struct {
 	peerLog rateLimit
 	// idleClosed counts connections closed by -ingest.tcp.idle-timeout.
 	idleClosed prometheus.Counter
+	framingLog rateLimit
 }
 
 func (s *Service) newTCPListener(name string, b *batcher, syslog bool) *tcpListener {
@@ -241,7 +242,12 @@ func (s *Service) serveConn(conn net.Conn, l *tcpListener) {
 	idle := flush
 	var err error
 	if l.syslog {
-		err = scanSyslog(br, s.cfg.MaxLineBytes, h, idle, func() { s.m.framingErrors.Inc() })
+		err = scanSyslog(br, s.cfg.MaxLineBytes, h, idle, func(reason string) {
+			s.m.framingErrors.WithLabelValues(reason).Inc()
+			if l.framingLog.allow(time.Now(), 10*time.Second) {
+				s.log.Info("syslog tcp framing error (logged at most every 10s)", "listener", l.name, "peer", peer, "reason", reason)
+			}
+		})
 	} else {
 		err = scanLines(br, s.cfg.MaxLineBytes, h, idle)
 	}
@@ -312,6 +318,13 @@ func (h *chunkHandler) line(p []byte) {
 func (h *chunkHandler) empty() {
 	h.chunk.empty()
 	if len(h.ends) >= h.limit/8 {
+		h.flush()
+	}
+}
+
+func (h *chunkHandler) truncated(prefix []byte, declared, received uint64) {
+	h.chunk.truncated(prefix, declared, received)
+	if len(h.over) >= 64 {
 		h.flush()
 	}
 }

@@ -25,7 +25,7 @@ type metrics struct {
 	idleClosed      *prometheus.CounterVec
 	lostOnShutdown  prometheus.Counter
 	httpRequests    *prometheus.CounterVec
-	framingErrors   prometheus.Counter
+	framingErrors   *prometheus.CounterVec
 	batchesInFlight prometheus.Gauge
 	backpressure    prometheus.Counter
 
@@ -59,7 +59,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		openConns:       f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_ingest_open_connections", Help: "Open TCP connections, by listener."}, []string{"listener"}),
 		lostOnShutdown:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_lines_lost_on_shutdown_total", Help: "Lines whose batch was not acknowledged before the stop deadline."}),
 		httpRequests:    f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_http_requests_total", Help: "HTTP ingest requests, by status code."}, []string{"code"}),
-		framingErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_syslog_framing_errors_total", Help: "Syslog TCP frames without a valid octet count; the rest of the connection is read as newline-delimited."}),
+		framingErrors:   f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_syslog_framing_errors_total", Help: "Syslog TCP framing errors, by reason: bad_octet_count (a frame without a valid octet count; the rest of the connection is read as newline-delimited), truncated_frame (a frame cut short by the end of its connection; forwarded as what arrived, dead-lettered)."}, []string{"reason"}),
 		batchesInFlight: f.NewGauge(prometheus.GaugeOpts{Name: "logtally_ingest_batches_in_flight", Help: "Raw batches published and not yet acknowledged."}),
 		backpressure:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_backpressure_seconds_total", Help: "Time TCP readers spent waiting for a free batch slot (backpressure)."}),
 

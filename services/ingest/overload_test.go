@@ -322,3 +322,56 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	e.waitEntries(t, SourceTCP, 2*idle+lines+10, 10*time.Second)
 }
+
+// TestTruncatedFrames: an octet-counted syslog frame cut short by the end
+// of its connection — the peer's close or the idle timeout — travels as an
+// oversized entry marked truncated, with what arrived, for the parser to
+// dead-letter (reason truncated_frame); it is counted as a framing error,
+// not as a line. So is a connection that ends inside an octet count.
+func TestTruncatedFrames(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TCPIdleTimeout = 300 * time.Millisecond })
+	cut := "<13>Nov 24 10:00:10 host sshd[1]: Failed password for root from 198.51.100.4"
+	closed := dial(t, "tcp", e.svc.SyslogTCPAddr())
+	mustWrite(t, closed, octet("<13>whole one")+"500 "+cut)
+	_ = closed.(*net.TCPConn).CloseWrite()
+	idle := dial(t, "tcp", e.svc.SyslogTCPAddr())
+	mustWrite(t, idle, octet("<13>whole two")+"50 <13>idle")
+	inCount := dial(t, "tcp", e.svc.SyslogTCPAddr())
+	mustWrite(t, inCount, octet("<13>whole three")+"12")
+	_ = inCount.(*net.TCPConn).CloseWrite()
+
+	msgs := e.waitEntries(t, SourceSyslogTCP, 6, 10*time.Second)
+	want := map[string]bool{"<13>whole one": true, "<13>whole two": true, "<13>whole three": true}
+	for _, l := range linesOf(msgs, SourceSyslogTCP) {
+		if !want[l] {
+			t.Errorf("unexpected line %q", l)
+		}
+		delete(want, l)
+	}
+	if len(want) > 0 {
+		t.Errorf("lines missing: %v", want)
+	}
+	got := map[string]bool{}
+	for _, m := range msgs {
+		for _, o := range m.batch.Oversized {
+			got[fmt.Sprintf("%s/%d/%d/%v", o.Prefix, o.Length, o.Received, o.Truncated)] = true
+		}
+	}
+	for _, w := range []string{fmt.Sprintf("%s/500/%d/true", cut, len(cut)), "<13>idle/50/8/true", "12/0/0/true"} {
+		if !got[w] {
+			t.Errorf("no truncated entry %q in %v", w, got)
+		}
+	}
+	if v := e.metricValue(t, "logtally_ingest_syslog_framing_errors_total", "reason=truncated_frame"); v != 3 {
+		t.Errorf("truncated_frame framing errors %v, want 3", v)
+	}
+	if v := counterValue(e.svc.m.lines.WithLabelValues(SourceSyslogTCP)); v != 3 {
+		t.Errorf("lines_total %v, want 3", v)
+	}
+	if v := counterValue(e.svc.m.oversized.WithLabelValues(SourceSyslogTCP)); v != 0 {
+		t.Errorf("oversized_lines_total %v, want 0", v)
+	}
+	if v := e.metricValue(t, "logtally_ingest_connections_idle_closed_total", "listener=syslog-tcp"); v != 1 {
+		t.Errorf("idle closes %v, want 1", v)
+	}
+}
