@@ -48,10 +48,10 @@ func socketRcvbuf(c *net.UDPConn) (int, error) {
 	return n, gerr
 }
 
-// rcvbufCapped: Linux doubles the size set with SO_RCVBUF (room for its
-// bookkeeping) after capping it at net.core.rmem_max, so a request was
-// capped when the kernel reports less than twice of it.
-func rcvbufCapped(requested, effective int) bool { return effective < 2*requested }
+// rcvbufGranted is the size granted for a SO_RCVBUF request, from what the
+// kernel reports: Linux caps a request at net.core.rmem_max and then
+// doubles it (room for its bookkeeping), and reports the doubled size.
+func rcvbufGranted(reported int) int { return reported / 2 }
 
 // udpOOBSize holds the one control message SO_RXQ_OVFL adds to a datagram.
 var udpOOBSize = unix.CmsgSpace(4)

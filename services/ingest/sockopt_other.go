@@ -18,7 +18,7 @@ var errUnsupported = errors.New("not supported on " + runtime.GOOS)
 // socketRcvbuf: the size is not read back outside Linux.
 func socketRcvbuf(*net.UDPConn) (int, error) { return 0, errUnsupported }
 
-func rcvbufCapped(requested, effective int) bool { return effective < requested }
+func rcvbufGranted(reported int) int { return reported }
 
 // udpOOBSize: no control messages are asked for outside Linux.
 var udpOOBSize = 0

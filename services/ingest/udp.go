@@ -38,11 +38,11 @@ func (s *Service) setupUDP(uc *net.UDPConn) {
 	switch {
 	case err != nil:
 		s.log.Debug("cannot read the syslog udp receive buffer size", "error", err)
-	case want > 0 && rcvbufCapped(want, got):
+	case want > 0 && rcvbufGranted(got) < want:
 		s.log.Warn("the kernel capped the syslog udp receive buffer: bursts beyond it are dropped (counted in logtally_ingest_udp_dropped_total); raise net.core.rmem_max",
-			"requested_bytes", want, "effective_bytes", got)
+			"requested_bytes", want, "granted_bytes", rcvbufGranted(got), "kernel_reported_bytes", got)
 	default:
-		s.log.Debug("syslog udp receive buffer", "requested_bytes", want, "effective_bytes", got)
+		s.log.Debug("syslog udp receive buffer", "requested_bytes", want, "granted_bytes", rcvbufGranted(got), "kernel_reported_bytes", got)
 	}
 	if err == nil {
 		s.m.udpRcvbuf.Set(float64(got))

@@ -129,8 +129,8 @@ func TestUDPRcvbuf(t *testing.T) {
 		if exp := 2 * min(want, rmemMax); got != float64(exp) {
 			t.Errorf("-ingest.syslog.udp-rcvbuf=%d with rmem_max %d: gauge %v, want %d", want, rmemMax, got, exp)
 		}
-		if capped := want > rmemMax; capped != rcvbufCapped(want, int(got)) {
-			t.Errorf("-ingest.syslog.udp-rcvbuf=%d with rmem_max %d: capped %v", want, rmemMax, !capped)
+		if granted := rcvbufGranted(int(got)); granted != min(want, rmemMax) {
+			t.Errorf("-ingest.syslog.udp-rcvbuf=%d with rmem_max %d: granted %d", want, rmemMax, granted)
 		}
 	}
 }
