@@ -110,7 +110,7 @@ func TestBackpressureAndRestart(t *testing.T) {
 	// UDP cannot wait: datagrams beyond the free slots are dropped and counted.
 	u := dial(t, "udp", e.svc.SyslogUDPAddr())
 	datagram := "<13>udp during outage " + strings.Repeat("u", 1000)
-	for i := 0; counterValue(e.svc.m.udpDropped) == 0; i++ {
+	for i := 0; e.udpDropped("no_batch_slot") == 0; i++ {
 		if i > 100000 {
 			t.Fatal("no UDP datagram was dropped")
 		}
@@ -171,7 +171,7 @@ func TestBackpressureAndRestart(t *testing.T) {
 	}
 	t.Logf("%d TCP lines in %d messages, %d publish errors, %d retries, %d duplicates, %.0f UDP datagrams dropped",
 		total, len(msgs), int(counterValue(e.svc.m.publishErrors)), int(counterValue(e.svc.m.publishRetries)),
-		int(counterValue(e.svc.m.duplicates)), counterValue(e.svc.m.udpDropped))
+		int(counterValue(e.svc.m.duplicates)), e.udpDropped(""))
 	if v := counterValue(e.svc.m.lostOnShutdown); v != 0 {
 		t.Errorf("lines lost %v", v)
 	}

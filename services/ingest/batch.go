@@ -12,9 +12,10 @@ import (
 // lineCost is what one line adds to the encoded RawBatch.
 func lineCost(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
 
-// oversizedCost is what one oversized entry adds to the encoded RawBatch.
+// oversizedCost is what one oversized entry adds to the encoded RawBatch,
+// at most (a truncated frame's two fields included).
 func oversizedCost(prefix int) int {
-	inner := 1 + protowire.SizeVarint(uint64(prefix)) + prefix + 1 + 10
+	inner := 1 + protowire.SizeVarint(uint64(prefix)) + prefix + 1 + 10 + 2 + 1 + 10
 	return 1 + protowire.SizeVarint(uint64(inner)) + inner
 }
 
@@ -74,6 +75,9 @@ const (
 	fieldLineMeta  = 7
 	fieldPrefix    = 1
 	fieldLength    = 2
+	// OversizedLine
+	fieldCutTruncated = 3
+	fieldCutReceived  = 4
 	// LineMeta
 	fieldMetaLine     = 1
 	fieldMetaAddr     = 2
@@ -148,15 +152,30 @@ func (b *batch) addLineMeta(p []byte, m lineMeta) {
 }
 
 func (b *batch) addOversized(prefix []byte, length uint64) {
-	inner := 1 + protowire.SizeBytes(len(prefix)) + 1 + protowire.SizeVarint(length)
+	b.addCut(oversizedLine{prefix: prefix, length: length})
+}
+
+// addCut adds an entry that travels as its prefix: an oversized line or a
+// truncated frame (OversizedLine).
+func (b *batch) addCut(o oversizedLine) {
+	inner := 1 + protowire.SizeBytes(len(o.prefix)) + 1 + protowire.SizeVarint(o.length)
+	if o.truncated {
+		inner += 2 + 1 + protowire.SizeVarint(o.received)
+	}
 	b.enc = protowire.AppendTag(b.enc, fieldOversized, protowire.BytesType)
 	b.enc = protowire.AppendVarint(b.enc, uint64(inner))
 	b.enc = protowire.AppendTag(b.enc, fieldPrefix, protowire.BytesType)
-	b.enc = protowire.AppendBytes(b.enc, prefix)
+	b.enc = protowire.AppendBytes(b.enc, o.prefix)
 	b.enc = protowire.AppendTag(b.enc, fieldLength, protowire.VarintType)
-	b.enc = protowire.AppendVarint(b.enc, length)
+	b.enc = protowire.AppendVarint(b.enc, o.length)
+	if o.truncated {
+		b.enc = protowire.AppendTag(b.enc, fieldCutTruncated, protowire.VarintType)
+		b.enc = protowire.AppendVarint(b.enc, 1)
+		b.enc = protowire.AppendTag(b.enc, fieldCutReceived, protowire.VarintType)
+		b.enc = protowire.AppendVarint(b.enc, o.received)
+	}
 	b.n++
-	b.size += oversizedCost(len(prefix))
+	b.size += oversizedCost(len(o.prefix))
 }
 
 // encode appends the batch's own fields and returns the RawBatch encoding.
@@ -197,6 +216,7 @@ type chunk struct {
 	first time.Time
 	bytes int64
 	blank int // empty lines among ends
+	cut   int // truncated frames among over
 }
 
 func (c *chunk) start() {
@@ -218,6 +238,13 @@ func (c *chunk) oversized(prefix []byte, length uint64) {
 	c.bytes += int64(length)
 }
 
+func (c *chunk) truncated(prefix []byte, declared, received uint64) {
+	c.start()
+	c.over = append(c.over, oversizedLine{prefix: append([]byte(nil), prefix...), length: declared, truncated: true, received: received})
+	c.bytes += int64(received)
+	c.cut++
+}
+
 func (c *chunk) empty() {
 	c.line(nil)
 	c.blank++
@@ -225,15 +252,18 @@ func (c *chunk) empty() {
 
 func (c *chunk) entries() int { return len(c.ends) + len(c.over) }
 
-// oversizedLine is the kept prefix of a line over the limit.
+// oversizedLine is the kept prefix of a line over the limit, or of a
+// syslog frame cut short (truncated: received of its length bytes arrived).
 type oversizedLine struct {
-	prefix []byte
-	length uint64
+	prefix    []byte
+	length    uint64
+	truncated bool
+	received  uint64
 }
 
 func (c *chunk) reset() {
 	c.buf, c.ends, c.over = c.buf[:0], c.ends[:0], c.over[:0]
-	c.first, c.bytes, c.blank = time.Time{}, 0, 0
+	c.first, c.bytes, c.blank, c.cut = time.Time{}, 0, 0, 0
 }
 
 // batcher accumulates the lines of one source into batches and hands each
@@ -302,8 +332,8 @@ func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
 	count := func() {
 		bt.lines.Add(float64(len(c.ends)))
 		bt.bytes.Add(float64(c.bytes))
-		if len(c.over) > 0 {
-			bt.oversized.Add(float64(len(c.over)))
+		if n := len(c.over) - c.cut; n > 0 {
+			bt.oversized.Add(float64(n))
 		}
 		if c.blank > 0 {
 			bt.blank.Add(float64(c.blank))
@@ -326,7 +356,7 @@ func (bt *batcher) add(c *chunk, peer string, wait bool) bool {
 		if !need(oversizedCost(len(o.prefix))) {
 			return false
 		}
-		bt.cur.addOversized(o.prefix, o.length)
+		bt.cur.addCut(o)
 	}
 	if !wait {
 		count()

@@ -26,6 +26,9 @@ type Config struct {
 	// SyslogAddr is the syslog listener, UDP and TCP on the same port;
 	// empty disables both.
 	SyslogAddr string `yaml:"syslog_addr"`
+	// UDPRcvbuf is the receive buffer of the syslog UDP socket (0: the
+	// system default).
+	UDPRcvbuf int `yaml:"udp_rcvbuf"`
 	// BatchMaxBytes bounds the encoded size of one RawBatch message.
 	BatchMaxBytes int `yaml:"batch_max_bytes"`
 	// BatchLinger is how long a batch waits for more lines after its first.
@@ -33,8 +36,16 @@ type Config struct {
 	// MaxLineBytes is the longest line kept whole; longer lines travel as
 	// an oversized entry (1 KiB prefix and the length).
 	MaxLineBytes int `yaml:"max_line_bytes"`
-	// MaxConnections is the limit of open connections per TCP listener.
+	// MaxConnections is the limit of open connections per TCP listener; at
+	// the limit the listener stops accepting (new senders wait in the
+	// kernel's accept queue).
 	MaxConnections int `yaml:"max_connections"`
+	// TCPIdleTimeout closes a TCP connection whose peer sent nothing for
+	// this long (0: never); what it had sent is kept.
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
+	// MaxConnsPerPeer is the limit of open connections per peer IP address
+	// and TCP listener (0: none); more are refused at once.
+	MaxConnsPerPeer int `yaml:"max_conns_per_peer"`
 	// HTTPMaxBodyBytes bounds an HTTP body after decompression.
 	HTTPMaxBodyBytes int64 `yaml:"http_max_body_bytes"`
 	// HTTPMaxConcurrent bounds the HTTP ingest requests served at once;
@@ -68,13 +79,17 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.BatchMaxBytes = 960 << 10
 	c.MaxLineBytes = 64 << 10
 	c.HTTPMaxBodyBytes = 64 << 20
+	c.UDPRcvbuf = 8 << 20
 	f.StringVar(&c.TCPAddr, "ingest.tcp.addr", ":8888", "address of the newline-delimited TCP line listener; empty disables it")
 	f.StringVar(&c.SyslogAddr, "ingest.syslog.addr", ":5514", "address of the syslog listener (UDP and TCP on the same port); empty disables it")
+	f.Var((*intSize)(&c.UDPRcvbuf), "ingest.syslog.udp-rcvbuf", "receive buffer of the syslog UDP socket, which holds a burst until it is read (bytes; KiB/MiB suffixes allowed; Linux caps it at net.core.rmem_max, logged); 0 keeps the system default")
 	f.Var((*intSize)(&c.BatchMaxBytes), "ingest.batch.max-bytes", "largest raw batch message (bytes; KiB/MiB suffixes allowed)")
 	f.StringVar(&c.Compress, "ingest.compress", CompressS2, "compression of raw batches on the stream: s2 (lines shrink about 5×, which saves JetStream most of its work) or none")
 	f.DurationVar(&c.BatchLinger, "ingest.batch.linger", 20*time.Millisecond, "longest a batch waits for more lines after its first line")
 	f.Var((*intSize)(&c.MaxLineBytes), "ingest.max-line-bytes", "longest line kept whole; longer lines become oversized entries (bytes; KiB/MiB suffixes allowed)")
-	f.IntVar(&c.MaxConnections, "ingest.max-connections", 1024, "open connections per TCP listener; more are closed at once")
+	f.IntVar(&c.MaxConnections, "ingest.max-connections", 1024, "open connections per TCP listener; at the limit the listener stops accepting until a connection ends, and new senders wait in the kernel's accept queue")
+	f.DurationVar(&c.TCPIdleTimeout, "ingest.tcp.idle-timeout", 5*time.Minute, "close a connection of a TCP listener (lines and syslog) whose peer sent nothing for this long, keeping what it sent as at a close by the peer; 0 = never")
+	f.IntVar(&c.MaxConnsPerPeer, "ingest.tcp.max-conns-per-peer", 64, "open connections per peer IP address on each TCP listener (lines and syslog); one more is refused at once (reset, counted); 0 = no limit")
 	f.Var((*int64Size)(&c.HTTPMaxBodyBytes), "ingest.http.max-body-bytes", "largest HTTP ingest body after decompression (bytes; KiB/MiB suffixes allowed)")
 	f.IntVar(&c.HTTPMaxConcurrent, "ingest.http.max-concurrent", 16, "HTTP ingest requests served at once; more get 429 with Retry-After (memory: up to about twice the body limit each)")
 	f.DurationVar(&c.HTTPTimeout, "ingest.http.timeout", 10*time.Second, "time an HTTP ingest waits for JetStream acks before answering 503")
@@ -115,6 +130,9 @@ func (c *Config) Validate() error {
 	if c.TCPAddr != "" && c.TCPAddr == c.SyslogAddr && tcpPort != 0 {
 		bad("ingest.tcp.addr and ingest.syslog.addr are both %q", c.TCPAddr)
 	}
+	if c.UDPRcvbuf < 0 {
+		bad("ingest.syslog.udp-rcvbuf must be 0 (system default) or positive, got %d", c.UDPRcvbuf)
+	}
 	if c.MaxLineBytes < 16 {
 		bad("ingest.max-line-bytes must be at least 16, got %d", c.MaxLineBytes)
 	}
@@ -132,6 +150,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		bad("ingest.max-connections must be at least 1, got %d", c.MaxConnections)
+	}
+	if c.TCPIdleTimeout < 0 {
+		bad("ingest.tcp.idle-timeout must be 0 (never) or positive, got %s", c.TCPIdleTimeout)
+	}
+	if c.MaxConnsPerPeer < 0 {
+		bad("ingest.tcp.max-conns-per-peer must be 0 (no limit) or positive, got %d", c.MaxConnsPerPeer)
 	}
 	if c.HTTPMaxBodyBytes < 1 {
 		bad("ingest.http.max-body-bytes must be positive, got %d", c.HTTPMaxBodyBytes)

@@ -14,6 +14,9 @@ func (r *framingLog) oversized(prefix []byte, n uint64) {
 	r.got = append(r.got, fmt.Sprintf("O%d", n))
 }
 func (r *framingLog) empty() { r.got = append(r.got, "E") }
+func (r *framingLog) truncated(prefix []byte, declared, received uint64) {
+	r.got = append(r.got, fmt.Sprintf("T%d/%d/%s", declared, received, prefix))
+}
 
 // expectLines is an independent oracle for newline framing.
 func expectLines(in []byte, maxLine int) []string {
@@ -60,14 +63,25 @@ func FuzzScanSyslog(f *testing.F) {
 	const maxLine = 64
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var r framingLog
-		_ = scanSyslog(bufio.NewReaderSize(bytes.NewReader(in), readerSize(maxLine)), maxLine, &r, nil, func() {})
+		_ = scanSyslog(bufio.NewReaderSize(bytes.NewReader(in), readerSize(maxLine)), maxLine, &r, nil, func(string) {})
 		total := 0
-		for _, g := range r.got {
-			if g[0] == 'L' {
+		for i, g := range r.got {
+			switch g[0] {
+			case 'L':
 				if len(g)-1 > maxLine {
 					t.Fatalf("line over the limit: %d bytes", len(g)-1)
 				}
 				total += len(g) - 1
+			case 'T':
+				// Only the end of the input cuts a frame short.
+				if i != len(r.got)-1 {
+					t.Fatalf("truncated frame %q before the end: %q", g, r.got)
+				}
+				var declared, received int
+				if _, err := fmt.Sscanf(g, "T%d/%d/", &declared, &received); err != nil || received > declared || received > maxLine {
+					t.Fatalf("truncated frame %q", g)
+				}
+				total += received
 			}
 		}
 		if total > len(in) {

@@ -103,26 +103,6 @@ func TestBatchingBatches(t *testing.T) {
 	t.Logf("%d lines in %d messages", n, len(msgs))
 }
 
-func TestMaxConnections(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxConnections = 2 })
-	a := dial(t, "tcp", e.svc.TCPAddr())
-	b := dial(t, "tcp", e.svc.TCPAddr())
-	mustWrite(t, a, "from a\n")
-	mustWrite(t, b, "from b\n")
-	e.waitEntries(t, SourceTCP, 2, 10*time.Second) // both are being served
-	c := dial(t, "tcp", e.svc.TCPAddr())
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Fatal("third connection was not closed")
-	}
-	if v := counterValue(e.svc.m.connsRejected); v != 1 {
-		t.Errorf("rejected %v, want 1", v)
-	}
-	if v := counterValue(e.svc.m.openConns.WithLabelValues("tcp")); v != 2 {
-		t.Errorf("open connections %v, want 2", v)
-	}
-}
-
 func TestSyslog(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxLineBytes = 200 })
 	u := dial(t, "udp", e.svc.SyslogUDPAddr())

@@ -128,13 +128,35 @@ func skipLine(br *bufio.Reader, n uint64, last byte) (uint64, error) {
 	}
 }
 
+// frameHandler takes what scanSyslog cuts from an octet-counted stream:
+// lines, and frames that the end of the connection cut short.
+type frameHandler interface {
+	lineHandler
+	// truncated takes a frame of which only received of the declared
+	// bytes arrived before the end of the connection (declared is 0 when
+	// the connection ended inside the octet count); prefix is the first
+	// KiB at most of what arrived (the count's digits in that case). It
+	// travels as an oversized entry marked truncated, which the parser
+	// dead-letters (reason truncated_frame).
+	truncated(prefix []byte, declared, received uint64)
+}
+
+// Reasons of syslog framing errors (logtally_ingest_syslog_framing_errors_total).
+const (
+	framingBadCount  = "bad_octet_count"
+	framingTruncated = "truncated_frame"
+)
+
 // scanSyslog frames syslog over TCP (RFC 6587). The first byte of the
 // connection selects the framing: a digit means octet counting
 // ("<len> <msg>"), anything else (normally '<') newline-delimited
 // (non-transparent) framing. An octet-counted stream whose next frame has no
-// valid length is read as newline-delimited from there on (onFramingError
-// is called once).
-func scanSyslog(br *bufio.Reader, maxLine int, h lineHandler, idle func(), onFramingError func()) error {
+// valid length is read as newline-delimited from there on
+// (onFramingError(framingBadCount) is called once). A frame that the end of
+// the stream cuts short, even inside its count, goes to h.truncated (and
+// onFramingError(framingTruncated)); one longer than maxLine is oversized
+// however much of it arrived. Nothing that arrived is dropped silently.
+func scanSyslog(br *bufio.Reader, maxLine int, h frameHandler, idle func(), onFramingError func(reason string)) error {
 	if idle != nil && br.Buffered() == 0 {
 		idle()
 	}
@@ -156,20 +178,25 @@ func scanSyslog(br *bufio.Reader, maxLine int, h lineHandler, idle func(), onFra
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if len(head) > 0 {
-					emit(h, trimNewlines(head), maxLine)
+					// The connection ended inside an octet count.
+					onFramingError(framingTruncated)
+					h.truncated(head, 0, 0)
 				}
 				return nil
 			}
 			if !errors.Is(err, errBadFrame) {
 				return err
 			}
-			onFramingError()
+			onFramingError(framingBadCount)
 			if err := readLine(br, maxLine, head, h); err != nil && !errors.Is(err, io.EOF) {
 				return err
 			}
 			return ignoreEOF(scanLines(br, maxLine, h, idle))
 		}
 		if err := readFrame(br, n, maxLine, h); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				onFramingError(framingTruncated)
+			}
 			return ignoreEOF(err)
 		}
 	}
@@ -232,10 +259,13 @@ func readOctetCount(br *bufio.Reader) (head []byte, n int, err error) {
 // ("0 ", or only newlines) is emitted as an empty line. A frame over
 // maxLine is emitted as oversized (with the length its count declares) as
 // soon as its prefix is read, before the rest is skipped; a frame that the
-// end of the stream cuts short is emitted with what arrived, as newline
-// framing keeps an unterminated last line. Neither is dropped silently
-// (say "999999999 <13>msg" and EOF).
-func readFrame(br *bufio.Reader, n, maxLine int, h lineHandler) error {
+// end of the stream cuts short goes to h.truncated with what arrived: unlike
+// an unterminated last line of newline framing, it is known to be
+// incomplete, and what arrived of it may say something else than the
+// message sent (a cut address is another address). Neither is dropped
+// silently (say "999999999 <13>msg" and EOF, or "500 <13>msg" and EOF). At
+// the end of the stream it returns io.EOF or io.ErrUnexpectedEOF.
+func readFrame(br *bufio.Reader, n, maxLine int, h frameHandler) error {
 	if n > maxLine {
 		prefix := make([]byte, min(n, oversizedPrefix))
 		k, err := io.ReadFull(br, prefix)
@@ -250,8 +280,8 @@ func readFrame(br *bufio.Reader, n, maxLine int, h lineHandler) error {
 	}
 	p, err := br.Peek(n)
 	if err != nil {
-		if errors.Is(err, io.EOF) && len(p) > 0 {
-			emit(h, trimNewlines(p), maxLine)
+		if errors.Is(err, io.EOF) {
+			h.truncated(p[:min(len(p), oversizedPrefix)], uint64(n), uint64(len(p)))
 		}
 		return err
 	}

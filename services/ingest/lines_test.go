@@ -14,12 +14,16 @@ import (
 type recorder struct {
 	lines []string
 	over  []string // "prefix-len/length"
+	cut   []string // "prefix/declared/received"
 	blank int
 }
 
 func (r *recorder) line(p []byte) { r.lines = append(r.lines, string(p)) }
 func (r *recorder) oversized(prefix []byte, n uint64) {
 	r.over = append(r.over, fmt.Sprintf("%s/%d", prefix[:min(len(prefix), 4)], n))
+}
+func (r *recorder) truncated(prefix []byte, declared, received uint64) {
+	r.cut = append(r.cut, fmt.Sprintf("%s/%d/%d", prefix, declared, received))
 }
 func (r *recorder) empty() {
 	r.lines = append(r.lines, "")
@@ -121,7 +125,7 @@ func TestScanSyslogOctetCounting(t *testing.T) {
 	r := &recorder{}
 	framing := 0
 	br := bufio.NewReaderSize(strings.NewReader(in), readerSize(100))
-	if err := scanSyslog(br, 100, r, nil, func() { framing++ }); err != nil {
+	if err := scanSyslog(br, 100, r, nil, func(string) { framing++ }); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(r.lines, "|"), "<13>one|<13>two\nstill two|<13>three|||<13>four"; got != want {
@@ -138,7 +142,7 @@ func TestScanSyslogOctetCounting(t *testing.T) {
 func TestScanSyslogNewlineAndFallback(t *testing.T) {
 	r := &recorder{}
 	br := bufio.NewReaderSize(strings.NewReader("<13>a\n<14>b\r\n\n<15>c"), readerSize(100))
-	if err := scanSyslog(br, 100, r, nil, func() { t.Error("framing error") }); err != nil {
+	if err := scanSyslog(br, 100, r, nil, func(r string) { t.Errorf("framing error %s", r) }); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(r.lines, "|"), "<13>a|<14>b||<15>c"; got != want {
@@ -148,7 +152,7 @@ func TestScanSyslogNewlineAndFallback(t *testing.T) {
 	r = &recorder{}
 	framing := 0
 	br = bufio.NewReaderSize(strings.NewReader(octet("<13>ok")+"12x rest of line\n<13>next\n"), readerSize(100))
-	if err := scanSyslog(br, 100, r, nil, func() { framing++ }); err != nil {
+	if err := scanSyslog(br, 100, r, nil, func(string) { framing++ }); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(r.lines, "|"), "<13>ok|12x rest of line|<13>next"; got != want || framing != 1 {
@@ -162,18 +166,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	for name, mut := range map[string]func(*Config){
-		"negative batch":   func(c *Config) { c.BatchMaxBytes = -1 },
-		"zero linger":      func(c *Config) { c.BatchLinger = 0 },
-		"line over batch":  func(c *Config) { c.MaxLineBytes = c.BatchMaxBytes },
-		"no connections":   func(c *Config) { c.MaxConnections = 0 },
-		"negative body":    func(c *Config) { c.HTTPMaxBodyBytes = -5 },
-		"bad format":       func(c *Config) { c.Format = "Not A Token" },
-		"bad addr":         func(c *Config) { c.TCPAddr = "nonsense" },
-		"same addr":        func(c *Config) { c.TCPAddr, c.SyslogAddr = ":9000", ":9000" },
-		"same host addr":   func(c *Config) { c.TCPAddr, c.SyslogAddr = "127.0.0.1:5514", "127.0.0.1:5514" },
-		"zero http wait":   func(c *Config) { c.HTTPTimeout = 0 },
-		"zero in flight":   func(c *Config) { c.PublishMaxInFlight = 0 },
-		"tiny ack timeout": func(c *Config) { c.PublishAckTimeout = time.Millisecond },
+		"negative batch":    func(c *Config) { c.BatchMaxBytes = -1 },
+		"zero linger":       func(c *Config) { c.BatchLinger = 0 },
+		"line over batch":   func(c *Config) { c.MaxLineBytes = c.BatchMaxBytes },
+		"no connections":    func(c *Config) { c.MaxConnections = 0 },
+		"negative per peer": func(c *Config) { c.MaxConnsPerPeer = -1 },
+		"negative idle":     func(c *Config) { c.TCPIdleTimeout = -time.Second },
+		"negative rcvbuf":   func(c *Config) { c.UDPRcvbuf = -1 },
+		"negative body":     func(c *Config) { c.HTTPMaxBodyBytes = -5 },
+		"bad format":        func(c *Config) { c.Format = "Not A Token" },
+		"bad addr":          func(c *Config) { c.TCPAddr = "nonsense" },
+		"same addr":         func(c *Config) { c.TCPAddr, c.SyslogAddr = ":9000", ":9000" },
+		"same host addr":    func(c *Config) { c.TCPAddr, c.SyslogAddr = "127.0.0.1:5514", "127.0.0.1:5514" },
+		"zero http wait":    func(c *Config) { c.HTTPTimeout = 0 },
+		"zero in flight":    func(c *Config) { c.PublishMaxInFlight = 0 },
+		"tiny ack timeout":  func(c *Config) { c.PublishAckTimeout = time.Millisecond },
 	} {
 		c := DefaultConfig()
 		mut(&c)
@@ -196,12 +203,13 @@ func TestFlags(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	c.RegisterFlags(fs)
 	err := fs.Parse([]string{"-ingest.tcp.addr=", "-ingest.batch.max-bytes=1MiB", "-ingest.max-line-bytes=32KiB",
-		"-ingest.http.max-body-bytes=128MiB", "-ingest.format=combined", "-ingest.batch.linger=50ms"})
+		"-ingest.http.max-body-bytes=128MiB", "-ingest.format=combined", "-ingest.batch.linger=50ms",
+		"-ingest.tcp.max-conns-per-peer=0", "-ingest.tcp.idle-timeout=0", "-ingest.syslog.udp-rcvbuf=1MiB"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TCPAddr != "" || c.SyslogAddr != ":5514" || c.BatchMaxBytes != 1<<20 || c.MaxLineBytes != 32<<10 ||
-		c.HTTPMaxBodyBytes != 128<<20 || c.Format != "combined" || c.BatchLinger != 50*time.Millisecond || c.MaxConnections != 1024 {
+		c.HTTPMaxBodyBytes != 128<<20 || c.Format != "combined" || c.BatchLinger != 50*time.Millisecond || c.MaxConnections != 1024 || c.MaxConnsPerPeer != 0 || c.TCPIdleTimeout != 0 || c.UDPRcvbuf != 1<<20 {
 		t.Errorf("parsed %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -209,7 +217,7 @@ func TestFlags(t *testing.T) {
 	}
 	d := DefaultConfig()
 	if d.TCPAddr != ":8888" || d.BatchMaxBytes != 960<<10 || d.MaxLineBytes != 64<<10 || d.HTTPMaxBodyBytes != 64<<20 ||
-		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second {
+		d.BatchLinger != 20*time.Millisecond || d.HTTPTimeout != 10*time.Second || d.MaxConnsPerPeer != 64 || d.TCPIdleTimeout != 5*time.Minute || d.UDPRcvbuf != 8<<20 {
 		t.Errorf("defaults %+v", d)
 	}
 	if got := sanitizeSource(" My App/1.0 "); got != "my_app_1_0" {
@@ -217,5 +225,39 @@ func TestFlags(t *testing.T) {
 	}
 	if got := sanitizeSource(""); got != "http" {
 		t.Errorf("sanitize empty %q", got)
+	}
+}
+
+// TestScanSyslogTruncated: a frame that the end of the stream cuts short,
+// even inside its octet count or right after it, is handed on as
+// truncated with what arrived, and counted as a framing error; a bad
+// count is a framing error of its own reason.
+func TestScanSyslogTruncated(t *testing.T) {
+	for _, tc := range []struct {
+		in, lines, cut, framing string
+	}{
+		{octet("<13>ok") + "50 <13>cut", "<13>ok", "<13>cut/50/7", "truncated_frame"},
+		{octet("<13>ok") + "50 ", "<13>ok", "/50/0", "truncated_frame"},
+		{octet("<13>ok") + "12", "<13>ok", "12/0/0", "truncated_frame"},
+		{"5 hello3", "hello", "3/0/0", "truncated_frame"},
+		{octet("<13>ok") + "\n", "<13>ok", "", ""}, // a trailing newline ends nothing
+		{"12x rest\n<13>next\n", "12x rest|<13>next", "", "bad_octet_count"},
+		{"999999999 <13>msg", "", "", "truncated_frame"}, // oversized, cut short
+	} {
+		r := &recorder{}
+		var framing []string
+		br := bufio.NewReaderSize(strings.NewReader(tc.in), readerSize(100))
+		if err := scanSyslog(br, 100, r, nil, func(reason string) { framing = append(framing, reason) }); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(r.lines, "|"); got != tc.lines {
+			t.Errorf("%q: lines %q, want %q", tc.in, got, tc.lines)
+		}
+		if got := strings.Join(r.cut, " "); got != tc.cut {
+			t.Errorf("%q: truncated %q, want %q", tc.in, got, tc.cut)
+		}
+		if got := strings.Join(framing, " "); got != tc.framing {
+			t.Errorf("%q: framing errors %q, want %q", tc.in, got, tc.framing)
+		}
 	}
 }

@@ -18,12 +18,14 @@ type metrics struct {
 	duplicates      prometheus.Counter
 	batchLines      prometheus.Histogram
 	publishLatency  prometheus.Histogram
-	udpDropped      prometheus.Counter
-	connsRejected   prometheus.Counter
+	udpDropped      *prometheus.CounterVec
+	udpRcvbuf       prometheus.Gauge
+	connsRejected   *prometheus.CounterVec
 	openConns       *prometheus.GaugeVec
+	idleClosed      *prometheus.CounterVec
 	lostOnShutdown  prometheus.Counter
 	httpRequests    *prometheus.CounterVec
-	framingErrors   prometheus.Counter
+	framingErrors   *prometheus.CounterVec
 	batchesInFlight prometheus.Gauge
 	backpressure    prometheus.Counter
 
@@ -50,12 +52,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		duplicates:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_publish_duplicates_total", Help: "Batches JetStream acknowledged as duplicates: an earlier attempt was stored but its ack was lost, or an HTTP request with an Idempotency-Key was sent again."}),
 		batchLines:      f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_batch_lines", Help: "Lines per published raw batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 		publishLatency:  f.NewHistogram(prometheus.HistogramOpts{Name: "logtally_ingest_publish_latency_seconds", Help: "Time from publishing a raw batch to its JetStream ack (successful attempts).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
-		udpDropped:      f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_udp_dropped_total", Help: "Syslog UDP datagrams dropped because every batch slot was in flight."}),
-		connsRejected:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_connections_rejected_total", Help: "TCP connections closed at once because the listener was at -ingest.max-connections."}),
+		udpDropped:      f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_udp_dropped_total", Help: "Syslog UDP datagrams that did not become lines, by reason: no_batch_slot (every batch slot was in flight), kernel_rcvbuf (dropped by the kernel, normally at a full receive buffer; Linux SO_RXQ_OVFL, counted when the next datagram arrives)."}, []string{"reason"}),
+		udpRcvbuf:       f.NewGauge(prometheus.GaugeOpts{Name: "logtally_ingest_syslog_udp_rcvbuf_bytes", Help: "Receive buffer of the syslog UDP socket as the kernel reports it (SO_RCVBUF; on Linux twice -ingest.syslog.udp-rcvbuf, capped at twice net.core.rmem_max)."}),
+		connsRejected:   f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_connections_rejected_total", Help: "TCP connections refused, by listener and reason: per_peer (closed with a reset before reading, as the peer address had -ingest.tcp.max-conns-per-peer open). At -ingest.max-connections nothing is refused: the listener stops accepting."}, []string{"listener", "reason"}),
+		idleClosed:      f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_connections_idle_closed_total", Help: "TCP connections closed by -ingest.tcp.idle-timeout (the peer sent nothing for that long); what they had sent was kept, as at a close by the peer."}, []string{"listener"}),
 		openConns:       f.NewGaugeVec(prometheus.GaugeOpts{Name: "logtally_ingest_open_connections", Help: "Open TCP connections, by listener."}, []string{"listener"}),
 		lostOnShutdown:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_lines_lost_on_shutdown_total", Help: "Lines whose batch was not acknowledged before the stop deadline."}),
 		httpRequests:    f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_http_requests_total", Help: "HTTP ingest requests, by status code."}, []string{"code"}),
-		framingErrors:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_syslog_framing_errors_total", Help: "Syslog TCP frames without a valid octet count; the rest of the connection is read as newline-delimited."}),
+		framingErrors:   f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_ingest_syslog_framing_errors_total", Help: "Syslog TCP framing errors, by reason: bad_octet_count (a frame without a valid octet count; the rest of the connection is read as newline-delimited), truncated_frame (a frame cut short by the end of its connection; forwarded as what arrived, dead-lettered)."}, []string{"reason"}),
 		batchesInFlight: f.NewGauge(prometheus.GaugeOpts{Name: "logtally_ingest_batches_in_flight", Help: "Raw batches published and not yet acknowledged."}),
 		backpressure:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_ingest_backpressure_seconds_total", Help: "Time TCP readers spent waiting for a free batch slot (backpressure)."}),
 

@@ -29,13 +29,22 @@
 // slots are taken, a TCP reader that needs to seal a batch waits for one
 // (holding the batcher's lock, so the source's other readers wait too) and
 // stops reading its socket; the kernel buffers fill and the sender's writes
-// block. Nothing is dropped. UDP cannot push back: a datagram that needs a
-// slot when none is free is dropped and counted in
-// logtally_ingest_udp_dropped_total.
+// block. Nothing is dropped. The same holds for connections: at
+// -ingest.max-connections a TCP listener stops accepting until one of its
+// connections ends, so new senders wait in the kernel's accept queue; no
+// connection is accepted only to be closed, except one from a peer address
+// that already has -ingest.tcp.max-conns-per-peer open (listeners.go).
+// UDP cannot push back: a datagram that needs a slot when none is free is
+// dropped and counted in logtally_ingest_udp_dropped_total, and so are the
+// datagrams the kernel drops at a full receive buffer (udp.go).
+//
+// Idle connections: a TCP connection whose peer sent nothing for
+// -ingest.tcp.idle-timeout is closed as if the peer had closed it: its
+// lines are kept, an unterminated last line too.
 //
 // Stop closes the listeners, lets every open connection finish the lines it
 // has read (an unterminated last line of a connection closed by Stop is
-// dropped; at EOF from the peer it is kept), waits for in-flight HTTP
+// dropped; at EOF from the peer or the idle timeout it is kept), waits for in-flight HTTP
 // requests, seals every partial batch and waits for all acks. When the
 // Stop context ends first, the remaining batches are given up: the number of
 // lines is logged and added to logtally_ingest_lines_lost_on_shutdown_total,
@@ -102,11 +111,16 @@ type Service struct {
 	mu       sync.Mutex
 	started  bool
 	stopping bool
-	conns    map[net.Conn]string // open connection → listener
-	perLn    map[string]int      // open connections per listener
+	conns    map[net.Conn]*tcpListener // open connection → its listener
+	// connsStopping is set by Stop before it ends the connections' reads.
+	connsStopping atomic.Bool
+	// done is closed by Stop: accept loops waiting for a free connection
+	// slot give up.
+	done chan struct{}
 
 	tcpLn, syslogLn net.Listener
-	udpConn         net.PacketConn
+	tcpL, syslogL   *tcpListener
+	udpConn         *net.UDPConn
 
 	tcpB, syslogTCPB, syslogUDPB *batcher
 
@@ -153,8 +167,8 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		m:       newMetrics(deps.Registerer),
 		nc:      nc,
 		js:      js,
-		conns:   map[net.Conn]string{},
-		perLn:   map[string]int{},
+		conns:   map[net.Conn]*tcpListener{},
+		done:    make(chan struct{}),
 		httpSem: make(chan struct{}, cfg.PublishMaxInFlight),
 		httpReq: make(chan struct{}, cfg.HTTPMaxConcurrent),
 		arenas:  newBuffers(cfg.BatchMaxBytes+batchOverhead, cfg.PublishMaxInFlight),
@@ -166,6 +180,8 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 	s.tcpB = s.newBatcher(SourceTCP, cfg.Format)
 	s.syslogTCPB = s.newBatcher(SourceSyslogTCP, FormatSyslog)
 	s.syslogUDPB = s.newBatcher(SourceSyslogUDP, FormatSyslog)
+	s.tcpL = s.newTCPListener("tcp", s.tcpB, false)
+	s.syslogL = s.newTCPListener("syslog-tcp", s.syslogTCPB, true)
 	return s, nil
 }
 
@@ -200,14 +216,16 @@ func (s *Service) Start(ctx context.Context) error {
 			return err
 		}
 		s.syslogLn, s.udpConn = tl, ul
+		s.setupUDP(ul)
 	}
+	s.tcpL.ln, s.syslogL.ln = s.tcpLn, s.syslogLn
 	if s.tcpLn != nil {
 		s.acceptWG.Add(1)
-		go s.acceptLoop(s.tcpLn, "tcp", s.tcpB, false)
+		go s.acceptLoop(s.tcpL)
 	}
 	if s.syslogLn != nil {
 		s.acceptWG.Add(2)
-		go s.acceptLoop(s.syslogLn, "syslog-tcp", s.syslogTCPB, true)
+		go s.acceptLoop(s.syslogL)
 		go s.readUDP(s.udpConn)
 	}
 	if s.deps.Mux != nil {
@@ -225,7 +243,7 @@ func (s *Service) Start(ctx context.Context) error {
 
 // listenSyslog binds TCP and UDP on the same port. With port 0 the TCP
 // port is chosen first and UDP tries to take the same number.
-func listenSyslog(ctx context.Context, addr string) (net.Listener, net.PacketConn, error) {
+func listenSyslog(ctx context.Context, addr string) (net.Listener, *net.UDPConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("syslog address %q: %w", addr, err)
@@ -240,10 +258,7 @@ func listenSyslog(ctx context.Context, addr string) (net.Listener, net.PacketCon
 		p := strconv.Itoa(tl.Addr().(*net.TCPAddr).Port)
 		ul, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, p))
 		if err == nil {
-			if uc, ok := ul.(*net.UDPConn); ok {
-				_ = uc.SetReadBuffer(4 << 20)
-			}
-			return tl, ul, nil
+			return tl, ul.(*net.UDPConn), nil
 		}
 		_ = tl.Close()
 		lastErr = err
@@ -348,13 +363,18 @@ func (s *Service) Stop(ctx context.Context) error {
 	}()
 
 	// 1. No new connections or datagrams.
-	for _, c := range []io.Closer{s.tcpLn, s.syslogLn, s.udpConn} {
+	close(s.done)
+	for _, c := range []io.Closer{s.tcpLn, s.syslogLn} {
 		if c != nil {
 			_ = c.Close()
 		}
 	}
+	if s.udpConn != nil {
+		_ = s.udpConn.Close()
+	}
 	s.acceptWG.Wait()
 	// 2. Open connections end after the lines they have read.
+	s.connsStopping.Store(true)
 	s.mu.Lock()
 	for c := range s.conns {
 		_ = c.SetReadDeadline(time.Now())

@@ -122,3 +122,37 @@ func TestLineMetaBadAddress(t *testing.T) {
 		t.Fatalf("decodeRaw: %v", err)
 	}
 }
+
+// TestTruncatedFrameDeadLetter: a syslog frame cut short travels as an
+// oversized entry marked truncated; it is a dead letter with its reason,
+// never parsed (what arrived holds an address that is not the sender's).
+func TestTruncatedFrameDeadLetter(t *testing.T) {
+	cut := "<13>Nov 24 10:00:10 host sshd[1]: Failed password for root from 198.51.100.4"
+	in := &logtallyv1.RawBatch{Source: "syslog-tcp", ReceivedUnixMs: 1764000000000, Format: "syslog", Oversized: []*logtallyv1.OversizedLine{
+		{Prefix: []byte(cut), Length: 500, Truncated: true, Received: uint64(len(cut))},
+		{Prefix: []byte("12"), Truncated: true},
+		{Prefix: []byte("x"), Length: 70000},
+	}}
+	groups, dead := combined(t, in)
+	if len(groups) != 0 || strings.Join(dead, ",") != "truncated_frame,truncated_frame,line_too_long" {
+		t.Fatalf("groups %v, dead letters %v", groups, dead)
+	}
+	b, _ := proto.Marshal(in)
+	w := &worker{parser: format.New(format.Options{}), comb: newCombiner(5)}
+	if err := decodeRaw(b, &w.raw); err != nil {
+		t.Fatal(err)
+	}
+	w.combine(&w.raw, 1)
+	for i, want := range []struct {
+		reason string
+		length int
+	}{
+		{fmt.Sprintf("truncated frame: the connection ended after %d of the 500 bytes its octet count declared", len(cut)), len(cut)},
+		{`truncated frame: the connection ended in the octet count "12"`, 0},
+		{"line too long: 70000 bytes", 70000},
+	} {
+		if d := w.dead[i]; d.reason != want.reason || d.length != want.length {
+			t.Errorf("dead letter %d: %q length %d, want %q length %d", i, d.reason, d.length, want.reason, want.length)
+		}
+	}
+}

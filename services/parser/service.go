@@ -422,12 +422,7 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 		records++
 	}
 	for _, o := range rb.oversized {
-		w.dead = append(w.dead, deadLetter{
-			line:   o.prefix,
-			length: int(o.length),
-			reason: fmt.Sprintf("line too long: %d bytes", o.length),
-			code:   "line_too_long",
-		})
+		w.dead = append(w.dead, oversizedDeadLetter(o))
 	}
 	if len(w.dead) > 0 {
 		// The count travels with the records so that the aggregator's exactly
@@ -436,6 +431,22 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 	}
 	c.finish()
 	return records
+}
+
+// oversizedDeadLetter is the dead letter of an entry that travelled as its
+// prefix only: a line over the listener's limit, or a syslog frame that the
+// end of its connection cut short. A cut frame is not parsed for what
+// arrived of it: the message is not the one sent (a cut address is another
+// address, a cut status another status).
+func oversizedDeadLetter(o oversized) deadLetter {
+	if !o.truncated {
+		return deadLetter{line: o.prefix, length: int(o.length), reason: fmt.Sprintf("line too long: %d bytes", o.length), code: "line_too_long"}
+	}
+	reason := fmt.Sprintf("truncated frame: the connection ended after %d of the %d bytes its octet count declared", o.received, o.length)
+	if o.length == 0 {
+		reason = fmt.Sprintf("truncated frame: the connection ended in the octet count %q", o.prefix)
+	}
+	return deadLetter{line: o.prefix, length: int(o.received), reason: reason, code: "truncated_frame"}
 }
 
 // waitAcks waits until JetStream acknowledged every future in w.futs and

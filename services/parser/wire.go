@@ -24,6 +24,10 @@ import (
 type oversized struct {
 	prefix []byte
 	length uint64
+	// truncated: a syslog frame cut short, of which received bytes arrived
+	// (OversizedLine.truncated and received).
+	truncated bool
+	received  uint64
 }
 
 // rawBatch is a decoded logtallyv1.RawBatch whose byte fields alias the message.
@@ -130,12 +134,20 @@ func decodeOversized(b []byte) (oversized, error) {
 				return o, protowire.ParseError(n)
 			}
 			o.prefix, b = v, b[n:]
-		case num == 2 && typ == protowire.VarintType:
+		case num >= 2 && num <= 4 && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return o, protowire.ParseError(n)
 			}
-			o.length, b = v, b[n:]
+			b = b[n:]
+			switch num {
+			case 2:
+				o.length = v
+			case 3:
+				o.truncated = v != 0
+			case 4:
+				o.received = v
+			}
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {

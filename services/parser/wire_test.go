@@ -16,8 +16,9 @@ import (
 func TestDecodeRawMatchesGenerated(t *testing.T) {
 	in := &logtallyv1.RawBatch{
 		Source: "syslog-tcp", Peer: "192.0.2.1:514", ReceivedUnixMs: 1764000000123, Format: "syslog",
-		Lines:     [][]byte{[]byte("first"), {}, []byte("third \x00 line")},
-		Oversized: []*logtallyv1.OversizedLine{{Prefix: []byte("aaaa"), Length: 1 << 20}, {Length: 70000}},
+		Lines: [][]byte{[]byte("first"), {}, []byte("third \x00 line")},
+		Oversized: []*logtallyv1.OversizedLine{{Prefix: []byte("aaaa"), Length: 1 << 20}, {Length: 70000},
+			{Prefix: []byte("<13>cut"), Length: 500, Truncated: true, Received: 7}},
 	}
 	b, err := proto.Marshal(in)
 	if err != nil {
@@ -33,8 +34,12 @@ func TestDecodeRawMatchesGenerated(t *testing.T) {
 	if len(got.lines) != 3 || !bytes.Equal(got.lines[2], in.Lines[2]) || len(got.lines[1]) != 0 {
 		t.Fatalf("lines: %q", got.lines)
 	}
-	if len(got.oversized) != 2 || string(got.oversized[0].prefix) != "aaaa" || got.oversized[0].length != 1<<20 || got.oversized[1].length != 70000 {
+	if len(got.oversized) != 3 || string(got.oversized[0].prefix) != "aaaa" || got.oversized[0].length != 1<<20 || got.oversized[1].length != 70000 ||
+		got.oversized[0].truncated || got.oversized[1].truncated {
 		t.Fatalf("oversized: %+v", got.oversized)
+	}
+	if o := got.oversized[2]; string(o.prefix) != "<13>cut" || o.length != 500 || !o.truncated || o.received != 7 {
+		t.Fatalf("truncated frame: %+v", o)
 	}
 	if err := decodeRaw([]byte{0x2a, 0xff}, &got); err == nil {
 		t.Fatal("truncated message decoded without error")

@@ -471,7 +471,8 @@ func TestNasty(t *testing.T) {
 
 	// Octet counts: absurd, too long to be a count, negative, truncated.
 	s.step(t, "syslog octet counts", smallStep, func(t *testing.T) (int64, string) {
-		before := p.metric("logtally_ingest_syslog_framing_errors_total")
+		badBefore := p.metric("logtally_ingest_syslog_framing_errors_total", `reason="bad_octet_count"`)
+		cutBefore := p.metric("logtally_ingest_syslog_framing_errors_total", `reason="truncated_frame"`)
 		var sent int64
 		// 20 digits: no count; the connection falls back to newline framing.
 		sent += sendTCP(t, syslogTCP, strings.NewReader("99999999999999999999 "+rfc5424("hello 203.0.113.3")+"\n"+rfc5424("next 203.0.113.4")+"\n"))
@@ -485,16 +486,23 @@ func TestNasty(t *testing.T) {
 		sent += sendTCP(t, syslogTCP, strings.NewReader(octet(big)+octet(rfc5424("after 203.0.113.7"))))
 		// A negative count: not octet counting at all.
 		sent += sendTCP(t, syslogTCP, strings.NewReader("-1 "+rfc5424("minus 203.0.113.8")+"\n"))
-		// A frame cut short by the end of the connection.
+		// A frame cut short by the end of the connection: what arrived is
+		// not the message sent (here it parses, but a cut address would be
+		// another address), so it is a dead letter, not a count.
 		sent += sendTCP(t, syslogTCP, strings.NewReader("500 "+rfc5424("cut short 203.0.113.9")))
-		s.expectDead("bad_syslog", 3)    // the 20-digit, 10-digit and negative lines
-		s.expectDead("line_too_long", 2) // 999999999 and the 64 KiB frame
-		s.requests += 3                  // 203.0.113.4, .7, and .9 (what arrived of the cut frame is a whole message)
+		s.expectDead("bad_syslog", 3)      // the 20-digit, 10-digit and negative lines
+		s.expectDead("line_too_long", 2)   // 999999999 and the 64 KiB frame
+		s.expectDead("truncated_frame", 1) // the 500-byte frame of 50 bytes
+		s.requests += 2                    // 203.0.113.4 and .7
 		s.settle(t)
-		if d := p.metric("logtally_ingest_syslog_framing_errors_total") - before; d != 2 {
-			t.Fatalf("framing errors grew by %v, want 2", d)
+		if d := p.metric("logtally_ingest_syslog_framing_errors_total", `reason="bad_octet_count"`) - badBefore; d != 2 {
+			t.Fatalf("bad_octet_count framing errors grew by %v, want 2", d)
 		}
-		for ip, want := range map[string]uint64{"203.0.113.3": 0, "203.0.113.4": 1, "203.0.113.5": 0, "203.0.113.6": 0, "203.0.113.7": 1, "203.0.113.8": 0, "203.0.113.9": 1} {
+		// 999999999 (over the limit, so a line too long) and 500 bytes.
+		if d := p.metric("logtally_ingest_syslog_framing_errors_total", `reason="truncated_frame"`) - cutBefore; d != 2 {
+			t.Fatalf("truncated_frame framing errors grew by %v, want 2", d)
+		}
+		for ip, want := range map[string]uint64{"203.0.113.3": 0, "203.0.113.4": 1, "203.0.113.5": 0, "203.0.113.6": 0, "203.0.113.7": 1, "203.0.113.8": 0, "203.0.113.9": 0} {
 			if c := p.ipCount(ip); c != want {
 				t.Fatalf("%s counted %d times, want %d", ip, c, want)
 			}
@@ -506,10 +514,17 @@ func TestNasty(t *testing.T) {
 				huge = true
 			}
 		}
-		if !huge {
-			t.Fatalf("no dead letter for the 999999999-byte frame: %+v", items)
+		var cut bool
+		for _, d := range items {
+			if strings.HasPrefix(d.Reason, "truncated frame: the connection ended after ") && strings.HasSuffix(d.Reason, " of the 500 bytes its octet count declared") &&
+				strings.Contains(d.Line, "cut short 203.0.113.9") {
+				cut = true
+			}
 		}
-		return sent, "2 framing errors + 3 bad_syslog, 2 line_too_long (declared 999999999 bytes), cut frame kept"
+		if !huge || !cut {
+			t.Fatalf("no dead letter for the 999999999-byte frame (%v) or the cut 500-byte frame (%v): %+v", huge, cut, items)
+		}
+		return sent, "2 bad octet counts + 3 bad_syslog, 2 line_too_long (declared 999999999 bytes), 1 truncated_frame"
 	})
 
 	// IPv6 zones name an interface of the logging host: dropped, so the

@@ -205,10 +205,21 @@ func (x *LineMeta) GetObservedUnixMs() int64 {
 	return 0
 }
 
+// OversizedLine is a line that travels as its prefix only, for the parser to
+// dead-letter: longer than the listener's limit, or a syslog frame cut short.
 type OversizedLine struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefix        []byte                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	Length        uint64                 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Prefix []byte                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Length of the line; for a truncated frame the length its octet count
+	// declared (0 when the connection ended inside the count).
+	Length uint64 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	// An octet-counted syslog frame that the end of its connection cut short:
+	// received bytes of it arrived (prefix holds the first KiB of them). The
+	// parser dead-letters it as truncated_frame, since what arrived may be a
+	// different message than the one sent (a cut address is another address).
+	// Parsers before this field take it for a line too long.
+	Truncated     bool   `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Received      uint64 `protobuf:"varint,4,opt,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +264,20 @@ func (x *OversizedLine) GetPrefix() []byte {
 func (x *OversizedLine) GetLength() uint64 {
 	if x != nil {
 		return x.Length
+	}
+	return 0
+}
+
+func (x *OversizedLine) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *OversizedLine) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
 	}
 	return 0
 }
@@ -1009,10 +1034,12 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"clientAddr\x12 \n" +
 	"\ftime_unix_ms\x18\x03 \x01(\x03R\n" +
 	"timeUnixMs\x12(\n" +
-	"\x10observed_unix_ms\x18\x04 \x01(\x03R\x0eobservedUnixMs\"?\n" +
+	"\x10observed_unix_ms\x18\x04 \x01(\x03R\x0eobservedUnixMs\"y\n" +
 	"\rOversizedLine\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x16\n" +
-	"\x06length\x18\x02 \x01(\x04R\x06length\"\xfd\x03\n" +
+	"\x06length\x18\x02 \x01(\x04R\x06length\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12\x1a\n" +
+	"\breceived\x18\x04 \x01(\x04R\breceived\"\xfd\x03\n" +
 	"\vRecordBatch\x12\x14\n" +
 	"\x05addrs\x18\x01 \x01(\fR\x05addrs\x12\x1d\n" +
 	"\btimes_ms\x18\x02 \x03(\x03B\x02\x10\x01R\atimesMs\x12\x17\n" +
