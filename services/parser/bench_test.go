@@ -86,7 +86,7 @@ func benchHandle(b *testing.B, mixed bool) {
 		for p := range w.comb.parts {
 			pb := &w.comb.parts[p]
 			groups += len(pb.groups)
-			pb.buf = appendRecordBatch(pb.buf[:0], pb, seq, w.raw.receivedMS)
+			pb.buf = appendRecordBatch(pb.buf[:0], pb, nil, seq, w.raw.receivedMS)
 		}
 		w.release()
 	}
@@ -122,7 +122,7 @@ func BenchmarkCombine(b *testing.B) {
 		}
 		c.finish()
 		for p := range c.parts {
-			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], uint64(i+1), rb.receivedMS)
+			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], nil, uint64(i+1), rb.receivedMS)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(recs)), "ns/line")

@@ -186,7 +186,11 @@ func (c *combiner) grow() {
 
 // add counts one record.
 func (c *combiner) add(r *format.Record) {
-	key := makeKey(unixMinute(r.Time), counts.Pack(r.Addr))
+	c.addAt(makeKey(unixMinute(r.Time), counts.Pack(r.Addr)), r)
+}
+
+// addAt counts r under key (the dims combiner's keys are field values).
+func (c *combiner) addAt(key groupKey, r *format.Record) {
 	s := c.last
 	if s == nil || s.key != key {
 		s = c.lookup(&key)

@@ -240,7 +240,7 @@ func TestCombinerProperty(t *testing.T) {
 			got := map[oracleKey]oracleCounts{}
 			for p := range c.parts {
 				var m logtallyv1.RecordBatch
-				if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], uint64(batch+1), base.UnixMilli()), &m); err != nil {
+				if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], nil, uint64(batch+1), base.UnixMilli()), &m); err != nil {
 					t.Fatal(err)
 				}
 				if m.RawSeq != uint64(batch+1) {
@@ -269,7 +269,7 @@ func TestCombinerAddAllocatesNothing(t *testing.T) {
 		}
 		c.finish()
 		for p := range c.parts {
-			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], 1, 1)
+			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], nil, 1, 1)
 		}
 	}
 	run() // grow the map, slices and buffers once
@@ -295,7 +295,7 @@ func TestCombineDeterministic(t *testing.T) {
 		w.raw.lines = append(w.raw.lines, []byte("garbage"))
 		w.combine(&w.raw, 12345)
 		for p := range w.comb.parts {
-			outs[k] = append(outs[k], appendRecordBatch(nil, &w.comb.parts[p], 12345, w.raw.receivedMS))
+			outs[k] = append(outs[k], appendRecordBatch(nil, &w.comb.parts[p], nil, 12345, w.raw.receivedMS))
 		}
 	}
 	for p := range outs[0] {
@@ -329,7 +329,7 @@ func TestCombinerManyGroups(t *testing.T) {
 		got := map[oracleKey]oracleCounts{}
 		for p := range c.parts {
 			var m logtallyv1.RecordBatch
-			if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], 1, 1), &m); err != nil {
+			if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], nil, 1, 1), &m); err != nil {
 				t.Fatal(err)
 			}
 			decodedGroups(t, p, len(c.parts), &m, got)
