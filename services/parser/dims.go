@@ -118,6 +118,9 @@ type dimmer struct {
 	// names are the hashed keys of this batch and their text.
 	names map[[counts.AddrLen]byte]string
 	num   []byte
+	// hints are each field's last slot: consecutive lines often share a
+	// status, method or user agent, and then skip the hash.
+	hints [256]*slot
 }
 
 func newDimmer(cfg *dimsConfig, partitions int) (*dimmer, error) {
@@ -134,6 +137,7 @@ func newDimmer(cfg *dimsConfig, partitions int) (*dimmer, error) {
 
 func (d *dimmer) reset() {
 	d.comb.reset()
+	clear(d.hints[:])
 	clear(d.seenUA)
 	clear(d.names)
 	d.uaSkipped = 0
@@ -203,7 +207,7 @@ func (d *dimmer) value(dim dims.Dim, minute int64, v []byte, r *format.Record) {
 			d.names[k] = string(v)
 		}
 	}
-	d.comb.addAt(makeKey(minute, k), r)
+	d.comb.addHinted(makeKey(minute, k), r, &d.hints[dim])
 }
 
 // cutValue keeps at most dims.MaxValueBytes of v, on a UTF-8 boundary.
