@@ -112,7 +112,9 @@ func BenchmarkHandle(b *testing.B)          { benchHandle(b, false, "none") }
 func BenchmarkHandleMixed(b *testing.B)     { benchHandle(b, true, "none") }
 func BenchmarkHandleDims(b *testing.B)      { benchHandle(b, false, "all") }
 func BenchmarkHandleMixedDims(b *testing.B) { benchHandle(b, true, "all") }
-func BenchmarkHandleDimsNoUA(b *testing.B)  { benchHandle(b, false, "status,method,path,vhost,program,event") }
+func BenchmarkHandleDimsNoUA(b *testing.B) {
+	benchHandle(b, false, "status,method,path,vhost,program,event")
+}
 
 // BenchmarkCombine is the combiner alone: adding the parsed records of a
 // 256 KiB batch, sorting and encoding them.
