@@ -1,6 +1,9 @@
 package query
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -76,10 +79,67 @@ func (s *Service) handleTopValues(w http.ResponseWriter, r *http.Request, by str
 		writeErr(w, err)
 		return
 	}
-	out := valuesJSON{From: windows.FormatTime(res.Range.From), To: windows.FormatTime(res.Range.To), By: by, Class: res.Class.String(),
+	obs.WriteJSON(w, http.StatusOK, valuesToJSON(res))
+}
+
+// fieldsJSON is one event of /api/v1/watch/fields: the top values of
+// every field, ranked by one class.
+type fieldsJSON struct {
+	From   string                `json:"from"`
+	To     string                `json:"to"`
+	Class  string                `json:"class"`
+	Fields map[string]valuesJSON `json:"fields"`
+}
+
+func valuesToJSON(res windows.ValuesResult) valuesJSON {
+	out := valuesJSON{From: windows.FormatTime(res.Range.From), To: windows.FormatTime(res.Range.To), By: res.Dim.String(), Class: res.Class.String(),
 		Items: make([]valueItemJSON, len(res.Items)), Other: res.Other, Total: countersToJSON(res.Total)}
 	for i, it := range res.Items {
 		out.Items[i] = valueItemJSON{Value: it.Value, Known: it.Known, Count: it.Count, countersJSON: countersToJSON(it.Counters)}
 	}
-	obs.WriteJSON(w, http.StatusOK, out)
+	return out
+}
+
+// handleWatchFields is GET /api/v1/watch/fields: Server-Sent Events with
+// the top n values of every field (the dashboard's field panels), pushed
+// when a dims window of the range changes.
+func (s *Service) handleWatchFields(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	n, err := s.httpN(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	class, err := parseClass(q.Get("class"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	spec, err := windows.ParseRangeSpec(q.Get("last"), q.Get("from"), q.Get("to"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err = s.checkSpec(spec); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err = s.waitStarted(); err != nil {
+		writeErr(w, err)
+		return
+	}
+	st := newSSEStream(w)
+	_ = st.serve(r.Context(), func(ctx context.Context) error {
+		return windows.Watch(ctx, s.values.Reader(), s.watchSpec(spec), func(ctx context.Context, rg windows.Range) ([]byte, error) {
+			out := fieldsJSON{From: windows.FormatTime(rg.From), To: windows.FormatTime(rg.To), Class: class.String(), Fields: map[string]valuesJSON{}}
+			for _, d := range dims.All {
+				res, err := s.values.Top(ctx, rg, d, class, n)
+				if err != nil {
+					return nil, err
+				}
+				out.Fields[d.String()] = valuesToJSON(res)
+			}
+			return json.Marshal(out)
+		}, bytes.Equal, st.send)
+	})
 }
