@@ -81,7 +81,9 @@ func TestFieldPanels(t *testing.T) {
 	waitJS(t, ctx, "paths by 4xx", fieldRowsJS("path"), same([]string{"/wp-login.php=300", "/xmlrpc.php=120"}, ""))
 	f := waitJS(t, ctx, "filter shown and kept in the URL",
 		`({text: document.querySelector('#filter-text').textContent, hidden: document.querySelector('#filter').hidden, url: location.search})`,
-		func(v map[string]any) bool { return v["hidden"] == false && strings.Contains(v["url"].(string), "class=4xx") })
+		func(v map[string]any) bool {
+			return v["hidden"] == false && strings.Contains(v["url"].(string), "class=4xx")
+		})
 	t.Logf("filter: %v", f)
 
 	// New lines are pushed into the filtered view without a reload.
