@@ -47,10 +47,43 @@ type Resolution struct {
 	Name      string        // "1m"
 	Size      time.Duration // window length
 	Retention time.Duration // bucket TTL
+	// Dataset is what the windows count: "" for per-IP counts, DimsDataset
+	// for the per-value counts of the other fields (internal/dims).
+	Dataset string
 }
 
+// DimsDataset names the windows of the fields beyond the client IP
+// (status, method, path, ...): same format, keys of internal/dims instead
+// of addresses.
+const DimsDataset = "dims"
+
 // Bucket is the KV bucket holding this resolution's windows.
-func (r Resolution) Bucket() string { return "logtally_counts_" + r.Name }
+func (r Resolution) Bucket() string {
+	if r.Dataset != "" {
+		return "logtally_" + r.Dataset + "_" + r.Name
+	}
+	return "logtally_counts_" + r.Name
+}
+
+// WithDataset returns rs with each resolution counting dataset d instead.
+func WithDataset(rs []Resolution, d string) []Resolution {
+	out := make([]Resolution, len(rs))
+	for i, r := range rs {
+		r.Dataset = d
+		out[i] = r
+	}
+	return out
+}
+
+// NamesBucket maps the hashed keys of long field values (paths, virtual
+// hosts, user agents) back to their text: key <hex of the 15 key bytes>,
+// value the text. Values are rewritten by parsers at least daily while in
+// use, and kept NamesMargin longer than the longest window retention.
+const NamesBucket = "logtally_names"
+
+// NamesMargin is how much longer a name is kept than the windows that may
+// name it.
+const NamesMargin = 48 * time.Hour
 
 // DefaultResolutions are 1-minute windows kept 48h and 1-hour windows kept 90d.
 func DefaultResolutions() []Resolution {
@@ -181,13 +214,20 @@ func (cfg Config) Buckets() []jetstream.StreamConfig {
 	dec.AllowMsgTTL = true
 	dec.SubjectDeleteMarkerTTL = max(cfg.MarkerTTL, time.Second)
 	out = append(out, dec)
-	for _, r := range cfg.Resolutions {
-		sc := kvStream(r.Bucket(), fmt.Sprintf("exact per-IP counts in %s windows: manifest <start>.<p>, chunks <start>.<p>.<slot>", r.Name), r.Retention, cfg.Replicas)
+	var longest time.Duration
+	for _, r := range append(slices.Clone(cfg.Resolutions), WithDataset(cfg.Resolutions, DimsDataset)...) {
+		what := "exact per-IP counts"
+		if r.Dataset == DimsDataset {
+			what = "exact per-value counts of status, method, path, vhost, user agent, program and event"
+		}
+		sc := kvStream(r.Bucket(), fmt.Sprintf("%s in %s windows: manifest <start>.<p>, chunks <start>.<p>.<slot>", what, r.Name), r.Retention, cfg.Replicas)
 		sc.AllowAtomicPublish = true
 		sc.AllowMsgTTL = true
 		sc.SubjectDeleteMarkerTTL = max(cfg.MarkerTTL, time.Second)
 		out = append(out, sc)
+		longest = max(longest, r.Retention)
 	}
+	out = append(out, kvStream(NamesBucket, "text of hashed field values: <hex key> -> text", longest+NamesMargin, cfg.Replicas))
 	return out
 }
 

@@ -25,6 +25,88 @@ type batch struct {
 
 	v1Times []int64 // format 1: per record, unix ms
 	cols    [counts.NumClasses][]uint64
+
+	// dims are the groups of field values (internal/dims keys), applied to
+	// the dims windows.
+	dims dimGroups
+}
+
+// dimGroups are the columns of a logtallyv1.GroupColumns.
+type dimGroups struct {
+	minutes  []int64
+	keys     []byte
+	counters []counts.Counters
+	cols     [counts.NumClasses][]uint64
+}
+
+func (d *dimGroups) groups() int { return len(d.minutes) }
+
+func (d *dimGroups) key(i int) [counts.AddrLen]byte {
+	return [counts.AddrLen]byte(d.keys[i*counts.AddrLen : (i+1)*counts.AddrLen])
+}
+
+// Field numbers of logtallyv1.GroupColumns.
+const (
+	colMinutes     = 1
+	colKeys        = 2
+	colRequests    = 3
+	colBytesSent   = 7
+	fieldDimGroups = 19
+)
+
+func decodeDimGroups(b []byte, d *dimGroups) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: dim_groups tag: %v", ErrBadBatch, protowire.ParseError(n))
+		}
+		b = b[n:]
+		var err error
+		switch {
+		case num == colKeys && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return fmt.Errorf("%w: dim_groups keys: %v", ErrBadBatch, protowire.ParseError(n))
+			}
+			d.keys = append(d.keys, v...)
+			b = b[n:]
+		case num == colMinutes:
+			d.minutes, b, err = consumeVarints(d.minutes, typ, b, "dim_groups minutes")
+		case num >= colRequests && num <= colBytesSent:
+			c := num - colRequests
+			d.cols[c], b, err = consumeVarints(d.cols[c], typ, b, "dim_groups counters")
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("%w: dim_groups field %d: %v", ErrBadBatch, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish checks the columns of every dim_groups occurrence and builds the
+// counters.
+func (d *dimGroups) finish() error {
+	g := len(d.minutes)
+	if len(d.keys) != g*counts.AddrLen {
+		return fmt.Errorf("%w: %d dim key bytes for %d groups", ErrBadBatch, len(d.keys), g)
+	}
+	for c, col := range d.cols {
+		if len(col) != g {
+			return fmt.Errorf("%w: %d values of dim %s for %d groups", ErrBadBatch, len(col), counts.Class(c), g)
+		}
+	}
+	for i := range g {
+		d.counters = append(d.counters, counts.Counters{
+			Requests: d.cols[0][i], Status4xx: d.cols[1][i], Status5xx: d.cols[2][i], AuthFailures: d.cols[3][i], Bytes: d.cols[4][i],
+		})
+	}
+	return nil
 }
 
 // groups is the number of groups.
@@ -56,7 +138,12 @@ func decodeBatch(b []byte, out *batch) error {
 	for i := range cols {
 		cols[i] = cols[i][:0]
 	}
-	*out = batch{minutes: out.minutes[:0], counters: out.counters[:0], v1Times: out.v1Times[:0]}
+	dcols := out.dims.cols
+	for i := range dcols {
+		dcols[i] = dcols[i][:0]
+	}
+	*out = batch{minutes: out.minutes[:0], counters: out.counters[:0], v1Times: out.v1Times[:0],
+		dims: dimGroups{minutes: out.dims.minutes[:0], keys: out.dims.keys[:0], counters: out.dims.counters[:0], cols: dcols}}
 	defer func() { out.cols = cols }()
 	var v1Addrs []byte
 	for len(b) > 0 {
@@ -80,6 +167,16 @@ func decodeBatch(b []byte, out *batch) error {
 				return fmt.Errorf("%w: group_addrs: %v", ErrBadBatch, protowire.ParseError(n))
 			}
 			out.addrs = append(out.addrs, v...)
+			b = b[n:]
+		case num == fieldDimGroups && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return fmt.Errorf("%w: dim_groups: %v", ErrBadBatch, protowire.ParseError(n))
+			}
+			// Several occurrences of a message field merge, as proto does.
+			if err := decodeDimGroups(v, &out.dims); err != nil {
+				return err
+			}
 			b = b[n:]
 		case num == fieldTimes:
 			out.v1Times, b, err = consumeVarints(out.v1Times, typ, b, "times_ms")
@@ -136,7 +233,7 @@ func decodeBatch(b []byte, out *batch) error {
 			Requests: cols[0][i], Status4xx: cols[1][i], Status5xx: cols[2][i], AuthFailures: cols[3][i], Bytes: cols[4][i],
 		})
 	}
-	return nil
+	return out.dims.finish()
 }
 
 // fromV1 turns format 1 records into groups of one request each.

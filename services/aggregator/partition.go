@@ -341,33 +341,26 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 	var applied, skipped, requests uint64
 	for i := range b.groups() {
 		t := b.minutes[i] * 60_000
-		c := b.counters[i]
 		if t > pt.wm {
 			pt.wm = t
 		}
-		addr := b.addr(i)
-		for r := range pt.s.res {
-			w, err := pt.windowFor(ctx, r, t)
-			if err != nil {
-				return err
-			}
-			if seq <= w.lastSeq() {
-				if r == 0 {
-					skipped += c.Requests
-				}
-				continue
-			}
-			w.pending = append(w.pending, counts.Entry{Addr: addr, Counters: c})
-			pt.pendingN++
-			w.dirty = true
-			applied++
-			if r == 0 {
-				requests += c.Requests
-			}
+		n, sk, rq, err := pt.applyGroup(ctx, seq, 0, pt.s.nIP, t, b.addr(i), b.counters[i])
+		if err != nil {
+			return err
 		}
+		applied, skipped, requests = applied+n, skipped+sk, requests+rq
+	}
+	// The field values of the same lines go to the dims windows; their
+	// requests are already counted above.
+	for i := range b.dims.groups() {
+		n, _, _, err := pt.applyGroup(ctx, seq, pt.s.nIP, len(pt.s.res), b.dims.minutes[i]*60_000, b.dims.key(i), b.dims.counters[i])
+		if err != nil {
+			return err
+		}
+		applied += n
 	}
 	if b.deadLetters > 0 {
-		for r := range pt.s.res {
+		for r := range pt.s.nIP {
 			w, err := pt.windowFor(ctx, r, b.receivedMS)
 			if err != nil {
 				return err
@@ -385,6 +378,32 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 	return nil
 }
 
+// applyGroup adds one group to its window of each resolution in [from,
+// to) that does not hold seq yet (R2), and returns how many windows took
+// it, and the requests skipped and applied in resolution from.
+func (pt *partition) applyGroup(ctx context.Context, seq uint64, from, to int, t int64, key [counts.AddrLen]byte, c counts.Counters) (applied, skipped, requests uint64, err error) {
+	for r := from; r < to; r++ {
+		w, err := pt.windowFor(ctx, r, t)
+		if err != nil {
+			return applied, skipped, requests, err
+		}
+		if seq <= w.lastSeq() {
+			if r == from {
+				skipped += c.Requests
+			}
+			continue
+		}
+		w.pending = append(w.pending, counts.Entry{Addr: key, Counters: c})
+		pt.pendingN++
+		w.dirty = true
+		applied++
+		if r == from {
+			requests += c.Requests
+		}
+	}
+	return applied, skipped, requests, nil
+}
+
 // prefetchParallel is how many manifests prefetch reads at once.
 const prefetchParallel = 32
 
@@ -394,29 +413,8 @@ const prefetchParallel = 32
 // a time would bound the partition by the KV round trip.
 func (pt *partition) prefetch(ctx context.Context, b *batch) error {
 	var need []windowKey
-	lastMinute := int64(math.MinInt64)
-	prev := make([]windowKey, len(pt.s.res))
-	for r := range prev {
-		prev[r].start = math.MinInt64
-	}
-	for i := range b.groups() {
-		if b.minutes[i] == lastMinute {
-			continue
-		}
-		lastMinute = b.minutes[i]
-		for r := range pt.s.res {
-			// Groups are sorted by minute, so each resolution's keys come
-			// in order and a repeat is the previous one.
-			k := pt.keyOf(r, lastMinute*60_000)
-			if k == prev[r] {
-				continue
-			}
-			prev[r] = k
-			if _, ok := pt.windows[k]; !ok {
-				need = append(need, k)
-			}
-		}
-	}
+	need = pt.missing(need, b.minutes, 0, pt.s.nIP)
+	need = pt.missing(need, b.dims.minutes, pt.s.nIP, len(pt.s.res))
 	if len(need) < 2 {
 		return nil // windowFor reads it
 	}
@@ -445,6 +443,35 @@ func (pt *partition) prefetch(ctx context.Context, b *batch) error {
 	}
 	pt.s.m.openWindows.Add(float64(len(need)))
 	return nil
+}
+
+// missing appends the windows of resolutions [from, to) that minutes
+// (sorted) need and that are not open.
+func (pt *partition) missing(need []windowKey, minutes []int64, from, to int) []windowKey {
+	lastMinute := int64(math.MinInt64)
+	prev := make([]windowKey, to)
+	for r := range prev {
+		prev[r].start = math.MinInt64
+	}
+	for _, m := range minutes {
+		if m == lastMinute {
+			continue
+		}
+		lastMinute = m
+		for r := from; r < to; r++ {
+			// Groups are sorted by minute, so each resolution's keys come
+			// in order and a repeat is the previous one.
+			k := pt.keyOf(r, lastMinute*60_000)
+			if k == prev[r] {
+				continue
+			}
+			prev[r] = k
+			if _, ok := pt.windows[k]; !ok {
+				need = append(need, k)
+			}
+		}
+	}
+	return need
 }
 
 // checkRaw applies the newest sample of the raw stream once this partition

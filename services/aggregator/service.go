@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,12 @@ type Service struct {
 	id   string
 	m    *metrics
 
-	res     []topology.Resolution
-	stores  []*counts.Store
+	res    []topology.Resolution
+	stores []*counts.Store
+	// res are the per-IP resolutions, then the same for the dims windows:
+	// a windowKey's res indexes both res and stores, and res below nIP are
+	// the per-IP ones.
+	nIP     int
 	state   jetstream.KeyValue
 	members jetstream.KeyValue
 	parsed  jetstream.Stream
@@ -99,7 +104,8 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		js:        deps.NATS.JS,
 		id:        deps.InstanceID,
 		m:         newMetrics(deps.Registerer),
-		res:       deps.Topology.Resolutions,
+		res:       append(slices.Clone(deps.Topology.Resolutions), topology.WithDataset(deps.Topology.Resolutions, topology.DimsDataset)...),
+		nIP:       len(deps.Topology.Resolutions),
 		owned:     map[int]*runner{},
 		releasing: map[int]struct{}{},
 	}, nil

@@ -67,9 +67,17 @@ func benchRawBatch(tb testing.TB, mixed bool) []byte {
 // benchHandle measures what a worker does to a raw batch apart from
 // talking to NATS: decode it, parse and combine its lines, and encode one
 // record batch per partition.
-func benchHandle(b *testing.B, mixed bool) {
+func benchHandle(b *testing.B, mixed bool, dimsList string) {
 	data := benchRawBatch(b, mixed)
 	w := &worker{parser: format.New(format.Options{}), comb: newCombiner(32)}
+	if dimsList != "none" {
+		cfg := Config{Dims: dimsList}
+		d, err := newDimmer(cfg.dimsConfig(), 32)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.dims = d
+	}
 	lines, groups := 0, 0
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -86,7 +94,11 @@ func benchHandle(b *testing.B, mixed bool) {
 		for p := range w.comb.parts {
 			pb := &w.comb.parts[p]
 			groups += len(pb.groups)
-			pb.buf = appendRecordBatch(pb.buf[:0], pb, seq, w.raw.receivedMS)
+			var dg []group
+			if w.dims != nil {
+				dg = w.dims.comb.parts[p].groups
+			}
+			pb.buf = appendRecordBatch(pb.buf[:0], pb, dg, seq, w.raw.receivedMS)
 		}
 		w.release()
 	}
@@ -94,8 +106,15 @@ func benchHandle(b *testing.B, mixed bool) {
 	b.ReportMetric(float64(lines)/float64(groups), "lines/group")
 }
 
-func BenchmarkHandle(b *testing.B)      { benchHandle(b, false) }
-func BenchmarkHandleMixed(b *testing.B) { benchHandle(b, true) }
+// The Dims variants count every field beyond the IP (-parser.dims=all, the
+// default), the others the IP only (-parser.dims=none).
+func BenchmarkHandle(b *testing.B)          { benchHandle(b, false, "none") }
+func BenchmarkHandleMixed(b *testing.B)     { benchHandle(b, true, "none") }
+func BenchmarkHandleDims(b *testing.B)      { benchHandle(b, false, "all") }
+func BenchmarkHandleMixedDims(b *testing.B) { benchHandle(b, true, "all") }
+func BenchmarkHandleDimsNoUA(b *testing.B) {
+	benchHandle(b, false, "status,method,path,vhost,program,event")
+}
 
 // BenchmarkCombine is the combiner alone: adding the parsed records of a
 // 256 KiB batch, sorting and encoding them.
@@ -122,7 +141,7 @@ func BenchmarkCombine(b *testing.B) {
 		}
 		c.finish()
 		for p := range c.parts {
-			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], uint64(i+1), rb.receivedMS)
+			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], nil, uint64(i+1), rb.receivedMS)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(recs)), "ns/line")

@@ -186,11 +186,22 @@ func (c *combiner) grow() {
 
 // add counts one record.
 func (c *combiner) add(r *format.Record) {
-	key := makeKey(unixMinute(r.Time), counts.Pack(r.Addr))
-	s := c.last
-	if s == nil || s.key != key {
+	c.addAt(makeKey(unixMinute(r.Time), counts.Pack(r.Addr)), r)
+}
+
+// addAt counts r under key (the dims combiner's keys are field values).
+func (c *combiner) addAt(key groupKey, r *format.Record) {
+	c.addHinted(key, r, &c.last)
+}
+
+// addHinted counts r under key, trying the slot *hint first and leaving
+// key's slot there. Slots stay valid until reset; a grow leaves copies
+// whose part and index are still right.
+func (c *combiner) addHinted(key groupKey, r *format.Record, hint **slot) {
+	s := *hint
+	if s == nil || s.key != key || s.gen != c.gen {
 		s = c.lookup(&key)
-		c.last = s
+		*hint = s
 	}
 	g := &c.parts[s.part].groups[s.idx]
 	g.c[counts.Requests]++

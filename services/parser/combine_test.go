@@ -3,10 +3,12 @@ package parser
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,7 +242,7 @@ func TestCombinerProperty(t *testing.T) {
 			got := map[oracleKey]oracleCounts{}
 			for p := range c.parts {
 				var m logtallyv1.RecordBatch
-				if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], uint64(batch+1), base.UnixMilli()), &m); err != nil {
+				if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], nil, uint64(batch+1), base.UnixMilli()), &m); err != nil {
 					t.Fatal(err)
 				}
 				if m.RawSeq != uint64(batch+1) {
@@ -269,7 +271,7 @@ func TestCombinerAddAllocatesNothing(t *testing.T) {
 		}
 		c.finish()
 		for p := range c.parts {
-			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], 1, 1)
+			c.parts[p].buf = appendRecordBatch(c.parts[p].buf[:0], &c.parts[p], nil, 1, 1)
 		}
 	}
 	run() // grow the map, slices and buffers once
@@ -295,7 +297,7 @@ func TestCombineDeterministic(t *testing.T) {
 		w.raw.lines = append(w.raw.lines, []byte("garbage"))
 		w.combine(&w.raw, 12345)
 		for p := range w.comb.parts {
-			outs[k] = append(outs[k], appendRecordBatch(nil, &w.comb.parts[p], 12345, w.raw.receivedMS))
+			outs[k] = append(outs[k], appendRecordBatch(nil, &w.comb.parts[p], nil, 12345, w.raw.receivedMS))
 		}
 	}
 	for p := range outs[0] {
@@ -329,7 +331,7 @@ func TestCombinerManyGroups(t *testing.T) {
 		got := map[oracleKey]oracleCounts{}
 		for p := range c.parts {
 			var m logtallyv1.RecordBatch
-			if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], 1, 1), &m); err != nil {
+			if err := proto.Unmarshal(appendRecordBatch(nil, &c.parts[p], nil, 1, 1), &m); err != nil {
 				t.Fatal(err)
 			}
 			decodedGroups(t, p, len(c.parts), &m, got)
@@ -370,5 +372,71 @@ func TestCombinerGenerationWrap(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("%d groups after the wrap, want 1", n)
+	}
+}
+
+// The field groups are deterministic too, also when the user-agent budget
+// of a batch runs out: a worker whose caches are warm from other batches
+// encodes the same bytes as a fresh one, and the decoded groups match.
+func TestCombineDimsDeterministic(t *testing.T) {
+	rb := &logtallyv1.RawBatch{Source: "tcp", ReceivedUnixMs: time.Date(2026, 11, 24, 11, 0, 0, 0, time.UTC).UnixMilli()}
+	for i := range 600 {
+		// 600 distinct user agents, more than the budget of 256 per batch.
+		rb.Lines = append(rb.Lines, fmt.Appendf(nil, `203.0.113.%d - - [24/Nov/2026:10:00:%02d +0000] "GET /p/%d/%s HTTP/1.1" %d 10 "-" "Mozilla/5.0 (X11; Linux x86_64) Firefox/%d.0"`,
+			i%250, i%60, i%40, strings.Repeat("z", i%30), []int{200, 404, 500}[i%3], i))
+	}
+	data, err := proto.Marshal(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Dims: "all"}
+	var outs [2][][]byte
+	var skipped [2]uint64
+	for k := range outs {
+		d, err := newDimmer(cfg.dimsConfig(), 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &worker{parser: format.New(format.Options{}), comb: newCombiner(7), dims: d}
+		if k == 1 {
+			// Warm the caches with the same user agents in reverse order.
+			for i := 599; i >= 0; i-- {
+				d.ua.classify(fmt.Appendf(nil, "Mozilla/5.0 (X11; Linux x86_64) Firefox/%d.0", i))
+			}
+		}
+		if err := decodeRaw(data, &w.raw); err != nil {
+			t.Fatal(err)
+		}
+		w.combine(&w.raw, 99)
+		skipped[k] = d.uaSkipped
+		for p := range w.comb.parts {
+			outs[k] = append(outs[k], appendRecordBatch(nil, &w.comb.parts[p], d.comb.parts[p].groups, 99, w.raw.receivedMS))
+		}
+	}
+	if skipped[0] != 600-256 || skipped[1] != skipped[0] {
+		t.Fatalf("unparsed user agents: %v, want %d on both", skipped, 600-256)
+	}
+	var groups, requests uint64
+	for p := range outs[0] {
+		if !bytes.Equal(outs[0][p], outs[1][p]) {
+			t.Fatalf("partition %d encodes differently on two workers", p)
+		}
+		var m logtallyv1.RecordBatch
+		if err := proto.Unmarshal(outs[0][p], &m); err != nil {
+			t.Fatal(err)
+		}
+		if g := m.GetDimGroups(); g != nil {
+			groups += uint64(len(g.Minutes))
+			for _, r := range g.Requests {
+				requests += r
+			}
+			if len(g.Keys) != 16*len(g.Minutes) {
+				t.Fatalf("partition %d: %d key bytes for %d groups", p, len(g.Keys), len(g.Minutes))
+			}
+		}
+	}
+	// Every line counts once under status, method, path, ua and os.
+	if requests != 5*600 || groups == 0 {
+		t.Fatalf("field groups count %d requests in %d groups, want %d", requests, groups, 5*600)
 	}
 }

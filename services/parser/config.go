@@ -18,6 +18,10 @@ type Config struct {
 	JSONIPFields   string        `yaml:"json_ip_fields"`
 	JSONTimeFields string        `yaml:"json_time_fields"`
 	MaxFuture      time.Duration `yaml:"max_future"`
+	// Dims lists the fields counted besides the IP (internal/dims).
+	Dims       string `yaml:"dims"`
+	KeepQuery  bool   `yaml:"keep_query"`
+	UAPerBatch int    `yaml:"ua_per_batch"`
 }
 
 // RegisterFlags registers the parser.* flags.
@@ -29,6 +33,9 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.JSONIPFields, "parser.json.ip-fields", "", "comma-separated JSON field names tried for the client IP (empty: built-in list)")
 	f.StringVar(&c.JSONTimeFields, "parser.json.time-fields", "", "comma-separated JSON field names tried for the timestamp (empty: built-in list)")
 	f.DurationVar(&c.MaxFuture, "parser.max-future", 24*time.Hour, "timestamps later than the receive time plus this are dead letters")
+	f.StringVar(&c.Dims, "parser.dims", "all", "fields counted besides the client IP: all, none, or a comma list of status, method, path, vhost, ua, os, program, event")
+	f.BoolVar(&c.KeepQuery, "parser.dims.keep-query", false, "count paths with their query string (default: the query string is dropped)")
+	f.IntVar(&c.UAPerBatch, "parser.dims.ua-per-batch", 256, "distinct user agents classified per raw batch; later new ones count as family \"Unparsed\" (logtally_parser_ua_unparsed_total)")
 }
 
 // Validate checks the configuration.
@@ -49,7 +56,23 @@ func (c *Config) Validate() error {
 	if c.MaxFuture <= 0 {
 		errs = append(errs, fmt.Errorf("parser.max-future must be positive, got %s", c.MaxFuture))
 	}
+	if _, err := parseDimsList(c.Dims); err != nil {
+		errs = append(errs, err)
+	}
+	if c.UAPerBatch < 0 {
+		errs = append(errs, fmt.Errorf("parser.dims.ua-per-batch must not be negative, got %d", c.UAPerBatch))
+	}
 	return errors.Join(errs...)
+}
+
+// dimsConfig returns what Validate accepted.
+func (c *Config) dimsConfig() *dimsConfig {
+	on, _ := parseDimsList(c.Dims)
+	n := c.UAPerBatch
+	if n == 0 {
+		n = 256
+	}
+	return &dimsConfig{on: on, keepQuery: c.KeepQuery, uaPerBatch: n}
 }
 
 func splitList(s string) []string {

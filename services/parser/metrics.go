@@ -13,6 +13,8 @@ type metrics struct {
 	deadLetters  *prometheus.CounterVec
 	published    prometheus.Counter
 	publishFails prometheus.Counter
+	namesWritten prometheus.Counter
+	uaUnparsed   prometheus.Counter
 	badBatches   prometheus.Counter
 	batchSeconds prometheus.Histogram
 	pending      prometheus.Gauge
@@ -28,6 +30,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		groups:       f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_groups_total", Help: "(minute, client IP) groups published; records / groups is how much the combiner saves."}),
 		deadLetters:  f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_parser_dead_letters_total", Help: "Lines rejected to the dead-letter stream, by reason."}, []string{"reason"}),
 		published:    f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_messages_published_total", Help: "Record batch messages published: one per raw batch and partition."}),
+		namesWritten: f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_dim_names_written_total", Help: "Texts of hashed field values (long paths, hosts, user agents) written to the names bucket."}),
+		uaUnparsed:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_ua_unparsed_total", Help: "Lines whose user agent was not classified because their raw batch had more distinct user agents than -parser.dims.ua-per-batch; they count as family Unparsed."}),
 		publishFails: f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_publish_failures_total", Help: "Raw batches whose output could not be published; they are delivered again."}),
 		badBatches:   f.NewCounter(prometheus.CounterOpts{Name: "logtally_parser_bad_batches_total", Help: "Raw messages that were not a RawBatch; kept whole as a dead letter."}),
 		pending:      f.NewGauge(prometheus.GaugeOpts{Name: "logtally_parser_consumer_pending", Help: "Raw batches not yet delivered to any parser (consumer lag of LOGTALLY_RAW/parser)."}),

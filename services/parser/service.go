@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/internal/dims"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,9 @@ import (
 	"github.com/logtally/logtally/services/parser/format"
 )
 
+// namesSubject is where a KV put of the names bucket goes.
+const namesSubject = "$KV." + topology.NamesBucket + "."
+
 // maxDeadLine is how much of a rejected line is kept in its dead letter.
 const maxDeadLine = 4096
 
@@ -40,6 +45,7 @@ type Service struct {
 	m    *metrics
 	lag  *lateness
 	opts format.Options
+	dims *dimsConfig // nil: no field beyond the IP is counted
 
 	cons     jetstream.Consumer
 	itMu     sync.Mutex
@@ -62,7 +68,12 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 			return nil, fmt.Errorf("register lateness histogram: %w", err)
 		}
 	}
+	dc := cfg.dimsConfig()
+	if !dc.any() {
+		dc = nil
+	}
 	return &Service{
+		dims: dc,
 		cfg:  cfg,
 		deps: deps,
 		log:  deps.Log.Named("parser"),
@@ -185,7 +196,16 @@ func (s *Service) Kill() {
 
 func (s *Service) work(i int) {
 	defer s.wg.Done()
-	w := &worker{s: s, parser: format.New(s.opts), comb: newCombiner(s.deps.Topology.Partitions)}
+	w := &worker{s: s, parser: format.New(s.opts), comb: newCombiner(s.deps.Topology.Partitions), names: nameCache{written: map[[counts.AddrLen]byte]int64{}}}
+	if s.dims != nil {
+		var err error
+		if w.dims, err = newDimmer(s.dims, s.deps.Topology.Partitions); err != nil {
+			s.log.Error("counting user agents is off for this worker", "error", err)
+			dc := *s.dims
+			dc.on[dims.UA], dc.on[dims.OS] = false, false
+			w.dims, _ = newDimmer(&dc, s.deps.Topology.Partitions)
+		}
+	}
 	s.itMu.Lock()
 	it := s.iters[i]
 	s.itMu.Unlock()
@@ -253,10 +273,14 @@ type worker struct {
 	parser *format.Parser
 	raw    rawBatch
 	comb   *combiner
-	dead   []deadLetter
-	futs   []jetstream.PubAckFuture
-	plain  []byte   // decompressed raw batch; lines alias it during handle
-	lag    lagStats // the batch's lateness, added once it is acknowledged
+	dims   *dimmer // nil when no field beyond the IP is counted
+	names  nameCache
+	// written are the names published for the current batch.
+	written [][counts.AddrLen]byte
+	dead    []deadLetter
+	futs    []jetstream.PubAckFuture
+	plain   []byte   // decompressed raw batch; lines alias it during handle
+	lag     lagStats // the batch's lateness, added once it is acknowledged
 }
 
 // maxRawBatch bounds a decompressed raw batch: ingest never builds one
@@ -326,6 +350,9 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 		if err != nil {
 			// Unacknowledged publishes may still be retried from these.
 			w.comb.dropBuffers()
+			if w.dims != nil {
+				w.dims.comb.dropBuffers()
+			}
 		}
 	}()
 	data, derr := w.payload(m)
@@ -343,11 +370,34 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 	w.lag = w.s.lag.start(subjectToken(rb.source))
 	records := w.combine(rb, seq)
 
+	// A window may name a hashed value only once its text is stored, or
+	// the dashboard would show a hash: the names go out first and are
+	// acknowledged with everything else before the raw batch is.
+	now := time.Now()
+	w.written = w.written[:0]
+	if w.dims != nil {
+		for k, text := range w.dims.names {
+			if !w.names.needs(k, now) {
+				continue
+			}
+			fut, err := w.s.js.PublishAsync(namesSubject+dims.NameKey(k), []byte(text))
+			if err != nil {
+				return fmt.Errorf("publish name of %s: %w", id, err)
+			}
+			w.futs = append(w.futs, fut)
+			w.written = append(w.written, k)
+		}
+	}
 	groups := 0
 	for p := range w.comb.parts {
 		pb := &w.comb.parts[p]
 		groups += len(pb.groups)
-		pb.buf = appendRecordBatch(pb.buf[:0], pb, seq, rb.receivedMS)
+		var dg []group
+		if w.dims != nil {
+			dg = w.dims.comb.parts[p].groups
+			groups += len(dg)
+		}
+		pb.buf = appendRecordBatch(pb.buf[:0], pb, dg, seq, rb.receivedMS)
 		fut, err := w.s.js.PublishAsync(topology.ParsedSubject(p), pb.buf, jetstream.WithMsgID(id+".p"+strconv.Itoa(p)))
 		if err != nil {
 			return fmt.Errorf("publish partition %d of %s: %w", p, id, err)
@@ -390,6 +440,13 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) (err error) {
 	w.s.m.records.Add(float64(records))
 	w.s.m.groups.Add(float64(groups))
 	w.s.m.published.Add(float64(len(w.comb.parts)))
+	if w.dims != nil {
+		for _, k := range w.written {
+			w.names.wrote(k, now)
+		}
+		w.s.m.namesWritten.Add(float64(len(w.written)))
+		w.s.m.uaUnparsed.Add(float64(w.dims.uaSkipped))
+	}
 	w.s.lag.add(src, &w.lag)
 	for _, d := range w.dead {
 		w.s.m.deadLetters.WithLabelValues(d.code).Inc()
@@ -410,6 +467,9 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 	}
 	c := w.comb
 	c.reset()
+	if w.dims != nil {
+		w.dims.reset()
+	}
 	records := 0
 	var rec format.Record
 	for i, line := range rb.lines {
@@ -419,6 +479,9 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 		}
 		w.lag.observe(rec.Time.UnixMilli())
 		c.add(&rec)
+		if w.dims != nil {
+			w.dims.add(&rec)
+		}
 		records++
 	}
 	for _, o := range rb.oversized {
@@ -430,6 +493,9 @@ func (w *worker) combine(rb *rawBatch, seq uint64) int {
 		c.parts[seq%uint64(len(c.parts))].deadLetters = uint64(len(w.dead))
 	}
 	c.finish()
+	if w.dims != nil {
+		w.dims.comb.finish()
+	}
 	return records
 }
 

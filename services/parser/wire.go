@@ -1,7 +1,6 @@
 package parser
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -310,33 +309,21 @@ const (
 // recordBatchFormat is RecordBatch.format of combined batches.
 const recordBatchFormat = 2
 
-// appendRecordBatch appends pb as a format 2 logtallyv1.RecordBatch, fields
-// in number order and zero scalars left out, as proto.Marshal writes them:
-// the tests compare the bytes. A partition without groups still gets
-// raw_seq and format, so that the aggregator sees every raw sequence.
-func appendRecordBatch(b []byte, pb *partBatch, rawSeq uint64, receivedMS int64) []byte {
-	gs := pb.groups
-	// Packed columns are written length first, so their sizes are summed
-	// before anything is written, all in one pass over the groups.
-	minutesLen := 0
-	var colLen [counts.NumClasses]int
-	for i := range gs {
-		g := &gs[i]
-		minutesLen += protowire.SizeVarint(uint64(g.key.minute()))
-		for k, v := range g.c {
-			colLen[k] += protowire.SizeVarint(v)
-		}
-	}
-	const tagVarint = 2 + binary.MaxVarintLen64 // a tag and a varint, at most
-	size := 4 * tagVarint                       // raw_seq, dead_letters, received, format
-	if len(gs) > 0 {
-		size += tagVarint + minutesLen + tagVarint + counts.AddrLen*len(gs)
-		for _, n := range colLen {
-			size += tagVarint + n
-		}
-	}
-	b = slices.Grow(b, size)
+// Fields of the nested logtallyv1.GroupColumns.
+const (
+	fieldDimGroups = 19
+	colMinutes     = 1
+	colKeys        = 2
+	colRequests    = 3
+)
 
+// appendRecordBatch appends pb (and the partition's dims groups dg) as a
+// format 2 logtallyv1.RecordBatch, fields in number order and zero scalars
+// left out, as proto.Marshal writes them: the tests compare the bytes. A
+// partition without groups still gets raw_seq and format, so that the
+// aggregator sees every raw sequence.
+func appendRecordBatch(b []byte, pb *partBatch, dg []group, rawSeq uint64, receivedMS int64) []byte {
+	gs := pb.groups
 	if rawSeq != 0 {
 		b = protowire.AppendTag(b, fieldRawSeq, protowire.VarintType)
 		b = protowire.AppendVarint(b, rawSeq)
@@ -351,26 +338,60 @@ func appendRecordBatch(b []byte, pb *partBatch, rawSeq uint64, receivedMS int64)
 	}
 	b = protowire.AppendTag(b, fieldFormat, protowire.VarintType)
 	b = protowire.AppendVarint(b, recordBatchFormat)
-	if len(gs) == 0 {
+	b, _ = appendGroups(b, gs, fieldMinutes, fieldGroupAddrs, fieldRequests)
+	if len(dg) == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, fieldMinutes, protowire.BytesType)
+	_, n := appendGroups(nil, dg, colMinutes, colKeys, colRequests)
+	b = protowire.AppendTag(b, fieldDimGroups, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b, _ = appendGroups(b, dg, colMinutes, colKeys, colRequests)
+	return b
+}
+
+// appendGroups appends the columns of gs as packed fields numbered
+// minutes, keys and requests on (one per class), and returns their size.
+// With b nil it only sizes them.
+func appendGroups(b []byte, gs []group, minutes, keys, requests protowire.Number) ([]byte, int) {
+	if len(gs) == 0 {
+		return b, 0
+	}
+	// Packed columns are written length first, so their sizes are summed
+	// before anything is written, all in one pass over the groups.
+	minutesLen := 0
+	var colLen [counts.NumClasses]int
+	for i := range gs {
+		g := &gs[i]
+		minutesLen += protowire.SizeVarint(uint64(g.key.minute()))
+		for k, v := range g.c {
+			colLen[k] += protowire.SizeVarint(v)
+		}
+	}
+	size := protowire.SizeTag(minutes) + protowire.SizeBytes(minutesLen) + protowire.SizeTag(keys) + protowire.SizeBytes(counts.AddrLen*len(gs))
+	for k, n := range colLen {
+		size += protowire.SizeTag(requests+protowire.Number(k)) + protowire.SizeBytes(n)
+	}
+	if b == nil {
+		return nil, size
+	}
+	b = slices.Grow(b, size)
+	b = protowire.AppendTag(b, minutes, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(minutesLen))
 	for i := range gs {
 		b = protowire.AppendVarint(b, uint64(gs[i].key.minute())) // two's complement, as int64 fields are
 	}
-	b = protowire.AppendTag(b, fieldGroupAddrs, protowire.BytesType)
+	b = protowire.AppendTag(b, keys, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(counts.AddrLen*len(gs)))
 	for i := range gs {
 		b = append(b, gs[i].key[8:]...)
 	}
 	// Zeros are written too: every column has one value per group.
 	for k, n := range colLen {
-		b = protowire.AppendTag(b, fieldRequests+protowire.Number(k), protowire.BytesType)
+		b = protowire.AppendTag(b, requests+protowire.Number(k), protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(n))
 		for i := range gs {
 			b = protowire.AppendVarint(b, gs[i].c[k])
 		}
 	}
-	return b
+	return b, size
 }

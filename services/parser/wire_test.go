@@ -69,7 +69,7 @@ func wantBatch(pb *partBatch, rawSeq uint64, receivedMS int64) *logtallyv1.Recor
 func checkEncoding(t *testing.T, pb *partBatch, rawSeq uint64, receivedMS int64) {
 	t.Helper()
 	prefix := []byte("kept")
-	b := appendRecordBatch(append([]byte(nil), prefix...), pb, rawSeq, receivedMS)
+	b := appendRecordBatch(append([]byte(nil), prefix...), pb, nil, rawSeq, receivedMS)
 	if !bytes.HasPrefix(b, prefix) {
 		t.Fatalf("appendRecordBatch overwrote what it appends to")
 	}
@@ -116,7 +116,7 @@ func TestEncodeEmptyPartition(t *testing.T) {
 		pb := &partBatch{deadLetters: dead}
 		checkEncoding(t, pb, 99, 1764000000999)
 		var got logtallyv1.RecordBatch
-		if err := proto.Unmarshal(appendRecordBatch(nil, pb, 99, 1764000000999), &got); err != nil {
+		if err := proto.Unmarshal(appendRecordBatch(nil, pb, nil, 99, 1764000000999), &got); err != nil {
 			t.Fatal(err)
 		}
 		want := &logtallyv1.RecordBatch{RawSeq: 99, Format: 2, ReceivedUnixMs: 1764000000999, DeadLetters: dead}

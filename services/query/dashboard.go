@@ -63,6 +63,7 @@ func (s *Service) registerDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/dead-letters", s.handleDeadLetters)
 	mux.HandleFunc("GET /api/v1/watch/top", s.handleWatchTop)
 	mux.HandleFunc("GET /api/v1/watch/overview", s.handleWatchOverview)
+	mux.HandleFunc("GET /api/v1/watch/fields", s.handleWatchFields)
 }
 
 func (s *Service) handleIndex(w http.ResponseWriter, r *http.Request) {

@@ -160,6 +160,10 @@ func (s *Service) handleTop(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Has("cidr") {
 		op = "top_cidr"
 	}
+	if by := r.URL.Query().Get("by"); by != "" && by != "ip" {
+		s.handleTopValues(w, r, by)
+		return
+	}
 	defer func(start time.Time) { s.observe(op, "http", start, err) }(time.Now())
 	tq, err := s.topQuery(r)
 	if err != nil {

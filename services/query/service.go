@@ -45,6 +45,7 @@ type Service struct {
 	now    func() time.Time
 
 	reader  *windows.Reader
+	values  *windows.Values // the fields beyond the IP (by=status, path, ...)
 	metrics *metrics
 
 	decisions  *decisions.Store // set by Start before any handler runs
@@ -84,6 +85,13 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 	if cfg.DefaultLast%r.Finest() != 0 {
 		return nil, fmt.Errorf("query: query.default-last %s is not a multiple of the finest window %s", windows.FormatDuration(cfg.DefaultLast), windows.FormatDuration(r.Finest()))
 	}
+	// The dims windows are far fewer and smaller than the per-IP ones.
+	vc := cfg.readerConfig()
+	vc.CacheBytes = max(vc.CacheBytes/4, 1<<20)
+	v, err := windows.NewValues(vc, deps.NATS.JS, deps.Topology.Partitions, deps.Topology.Resolutions, log)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
 	s := &Service{
 		cfg:    cfg,
 		deps:   deps,
@@ -91,6 +99,7 @@ func New(cfg Config, deps service.Deps) (*Service, error) {
 		finest: r.Finest(),
 		now:    time.Now,
 		reader: r,
+		values: v,
 	}
 	s.metrics = newMetrics(deps.Registerer, s)
 	return s, nil
@@ -114,12 +123,18 @@ func (s *Service) Start(ctx context.Context) error {
 		s.cancel()
 		return fmt.Errorf("query: %w", err)
 	}
+	if err := s.values.Start(ctx); err != nil {
+		s.cancel()
+		_ = s.reader.Stop(ctx)
+		return fmt.Errorf("query: %w", err)
+	}
 	fail := func(err error) error {
 		s.cancel()
 		if s.rules != nil {
 			_ = s.rules.Close()
 		}
 		_ = s.reader.Stop(ctx)
+		_ = s.values.Stop(ctx)
 		return err
 	}
 	// The decisions index and the allow list come before the gRPC server:
@@ -213,7 +228,7 @@ func (s *Service) Stop(ctx context.Context) error {
 		_ = s.rules.Close()
 	}
 	// Stopping the reader ends every watch stream (WatchTop, SSE).
-	rerr := s.reader.Stop(ctx)
+	rerr := errors.Join(s.reader.Stop(ctx), s.values.Stop(ctx))
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

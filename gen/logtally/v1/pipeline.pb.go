@@ -312,13 +312,17 @@ type RecordBatch struct {
 	// Format 2: one entry per group. minutes[i] is the unix minute
 	// (seconds / 60) of the group's lines, group_addrs[16*i:16*i+16] its
 	// client IP, and the counter columns its lines' classes.
-	Minutes       []int64  `protobuf:"varint,12,rep,packed,name=minutes,proto3" json:"minutes,omitempty"`
-	GroupAddrs    []byte   `protobuf:"bytes,13,opt,name=group_addrs,json=groupAddrs,proto3" json:"group_addrs,omitempty"`
-	Requests      []uint64 `protobuf:"varint,14,rep,packed,name=requests,proto3" json:"requests,omitempty"`
-	Status_4Xx    []uint64 `protobuf:"varint,15,rep,packed,name=status_4xx,json=status4xx,proto3" json:"status_4xx,omitempty"`
-	Status_5Xx    []uint64 `protobuf:"varint,16,rep,packed,name=status_5xx,json=status5xx,proto3" json:"status_5xx,omitempty"`
-	AuthFailures  []uint64 `protobuf:"varint,17,rep,packed,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
-	BytesSent     []uint64 `protobuf:"varint,18,rep,packed,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	Minutes      []int64  `protobuf:"varint,12,rep,packed,name=minutes,proto3" json:"minutes,omitempty"`
+	GroupAddrs   []byte   `protobuf:"bytes,13,opt,name=group_addrs,json=groupAddrs,proto3" json:"group_addrs,omitempty"`
+	Requests     []uint64 `protobuf:"varint,14,rep,packed,name=requests,proto3" json:"requests,omitempty"`
+	Status_4Xx   []uint64 `protobuf:"varint,15,rep,packed,name=status_4xx,json=status4xx,proto3" json:"status_4xx,omitempty"`
+	Status_5Xx   []uint64 `protobuf:"varint,16,rep,packed,name=status_5xx,json=status5xx,proto3" json:"status_5xx,omitempty"`
+	AuthFailures []uint64 `protobuf:"varint,17,rep,packed,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
+	BytesSent    []uint64 `protobuf:"varint,18,rep,packed,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	// Format 2 from releases that count fields beyond the IP: one entry per
+	// (minute, field value), the key an internal/dims key (field, then the
+	// value inline or hashed), in the partition of that key.
+	DimGroups     *GroupColumns `protobuf:"bytes,19,opt,name=dim_groups,json=dimGroups,proto3" json:"dim_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -444,6 +448,107 @@ func (x *RecordBatch) GetBytesSent() []uint64 {
 	return nil
 }
 
+func (x *RecordBatch) GetDimGroups() *GroupColumns {
+	if x != nil {
+		return x.DimGroups
+	}
+	return nil
+}
+
+// GroupColumns are groups of (minute, 16-byte key) with class counters,
+// one value per group in every column, sorted by minute, then key.
+type GroupColumns struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Minutes       []int64                `protobuf:"varint,1,rep,packed,name=minutes,proto3" json:"minutes,omitempty"`
+	Keys          []byte                 `protobuf:"bytes,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	Requests      []uint64               `protobuf:"varint,3,rep,packed,name=requests,proto3" json:"requests,omitempty"`
+	Status_4Xx    []uint64               `protobuf:"varint,4,rep,packed,name=status_4xx,json=status4xx,proto3" json:"status_4xx,omitempty"`
+	Status_5Xx    []uint64               `protobuf:"varint,5,rep,packed,name=status_5xx,json=status5xx,proto3" json:"status_5xx,omitempty"`
+	AuthFailures  []uint64               `protobuf:"varint,6,rep,packed,name=auth_failures,json=authFailures,proto3" json:"auth_failures,omitempty"`
+	BytesSent     []uint64               `protobuf:"varint,7,rep,packed,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupColumns) Reset() {
+	*x = GroupColumns{}
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupColumns) ProtoMessage() {}
+
+func (x *GroupColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupColumns.ProtoReflect.Descriptor instead.
+func (*GroupColumns) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GroupColumns) GetMinutes() []int64 {
+	if x != nil {
+		return x.Minutes
+	}
+	return nil
+}
+
+func (x *GroupColumns) GetKeys() []byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GroupColumns) GetRequests() []uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *GroupColumns) GetStatus_4Xx() []uint64 {
+	if x != nil {
+		return x.Status_4Xx
+	}
+	return nil
+}
+
+func (x *GroupColumns) GetStatus_5Xx() []uint64 {
+	if x != nil {
+		return x.Status_5Xx
+	}
+	return nil
+}
+
+func (x *GroupColumns) GetAuthFailures() []uint64 {
+	if x != nil {
+		return x.AuthFailures
+	}
+	return nil
+}
+
+func (x *GroupColumns) GetBytesSent() []uint64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return nil
+}
+
 // DeadLetter is one rejected line on logs.dead.<source>.
 type DeadLetter struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -460,7 +565,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +577,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[4]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +590,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{4}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeadLetter) GetLine() []byte {
@@ -546,7 +651,7 @@ type Counters struct {
 
 func (x *Counters) Reset() {
 	*x = Counters{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +663,7 @@ func (x *Counters) String() string {
 func (*Counters) ProtoMessage() {}
 
 func (x *Counters) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[5]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +676,7 @@ func (x *Counters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counters.ProtoReflect.Descriptor instead.
 func (*Counters) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{5}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Counters) GetRequests() uint64 {
@@ -645,7 +750,7 @@ type WindowState struct {
 
 func (x *WindowState) Reset() {
 	*x = WindowState{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +762,7 @@ func (x *WindowState) String() string {
 func (*WindowState) ProtoMessage() {}
 
 func (x *WindowState) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[6]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +775,7 @@ func (x *WindowState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowState.ProtoReflect.Descriptor instead.
 func (*WindowState) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{6}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WindowState) GetLastSeq() uint64 {
@@ -766,7 +871,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +883,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[7]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +896,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{7}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Run) GetGeneration() uint64 {
@@ -861,7 +966,7 @@ type WindowChunk struct {
 
 func (x *WindowChunk) Reset() {
 	*x = WindowChunk{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +978,7 @@ func (x *WindowChunk) String() string {
 func (*WindowChunk) ProtoMessage() {}
 
 func (x *WindowChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[8]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +991,7 @@ func (x *WindowChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowChunk.ProtoReflect.Descriptor instead.
 func (*WindowChunk) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{8}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WindowChunk) GetGeneration() uint64 {
@@ -938,7 +1043,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[9]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1055,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_pipeline_proto_msgTypes[9]
+	mi := &file_logtally_v1_pipeline_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1068,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{9}
+	return file_logtally_v1_pipeline_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Checkpoint) GetSeq() uint64 {
@@ -1039,7 +1144,7 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x04R\x06length\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12\x1a\n" +
-	"\breceived\x18\x04 \x01(\x04R\breceived\"\xfd\x03\n" +
+	"\breceived\x18\x04 \x01(\x04R\breceived\"\xb7\x04\n" +
 	"\vRecordBatch\x12\x14\n" +
 	"\x05addrs\x18\x01 \x01(\fR\x05addrs\x12\x1d\n" +
 	"\btimes_ms\x18\x02 \x03(\x03B\x02\x10\x01R\atimesMs\x12\x17\n" +
@@ -1057,9 +1162,22 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"status_5xx\x18\x10 \x03(\x04B\x02\x10\x01R\tstatus5xx\x12'\n" +
 	"\rauth_failures\x18\x11 \x03(\x04B\x02\x10\x01R\fauthFailures\x12!\n" +
 	"\n" +
-	"bytes_sent\x18\x12 \x03(\x04B\x02\x10\x01R\tbytesSentJ\x04\b\x06\x10\aJ\x04\b\a\x10\bJ\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"bytes_sent\x18\x12 \x03(\x04B\x02\x10\x01R\tbytesSent\x128\n" +
+	"\n" +
+	"dim_groups\x18\x13 \x01(\v2\x19.logtally.v1.GroupColumnsR\tdimGroupsJ\x04\b\x06\x10\aJ\x04\b\a\x10\bJ\x04\b\b\x10\tJ\x04\b\t\x10\n" +
 	"J\x04\b\n" +
-	"\x10\vR\amethodsR\x05pathsR\bstatusesR\x05sizesR\vuser_agents\"\xa6\x01\n" +
+	"\x10\vR\amethodsR\x05pathsR\bstatusesR\x05sizesR\vuser_agents\"\xf2\x01\n" +
+	"\fGroupColumns\x12\x1c\n" +
+	"\aminutes\x18\x01 \x03(\x03B\x02\x10\x01R\aminutes\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\fR\x04keys\x12\x1e\n" +
+	"\brequests\x18\x03 \x03(\x04B\x02\x10\x01R\brequests\x12!\n" +
+	"\n" +
+	"status_4xx\x18\x04 \x03(\x04B\x02\x10\x01R\tstatus4xx\x12!\n" +
+	"\n" +
+	"status_5xx\x18\x05 \x03(\x04B\x02\x10\x01R\tstatus5xx\x12'\n" +
+	"\rauth_failures\x18\x06 \x03(\x04B\x02\x10\x01R\fauthFailures\x12!\n" +
+	"\n" +
+	"bytes_sent\x18\a \x03(\x04B\x02\x10\x01R\tbytesSent\"\xa6\x01\n" +
 	"\n" +
 	"DeadLetter\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\fR\x04line\x12\x16\n" +
@@ -1130,29 +1248,31 @@ func file_logtally_v1_pipeline_proto_rawDescGZIP() []byte {
 	return file_logtally_v1_pipeline_proto_rawDescData
 }
 
-var file_logtally_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_logtally_v1_pipeline_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_logtally_v1_pipeline_proto_goTypes = []any{
 	(*RawBatch)(nil),      // 0: logtally.v1.RawBatch
 	(*LineMeta)(nil),      // 1: logtally.v1.LineMeta
 	(*OversizedLine)(nil), // 2: logtally.v1.OversizedLine
 	(*RecordBatch)(nil),   // 3: logtally.v1.RecordBatch
-	(*DeadLetter)(nil),    // 4: logtally.v1.DeadLetter
-	(*Counters)(nil),      // 5: logtally.v1.Counters
-	(*WindowState)(nil),   // 6: logtally.v1.WindowState
-	(*Run)(nil),           // 7: logtally.v1.Run
-	(*WindowChunk)(nil),   // 8: logtally.v1.WindowChunk
-	(*Checkpoint)(nil),    // 9: logtally.v1.Checkpoint
+	(*GroupColumns)(nil),  // 4: logtally.v1.GroupColumns
+	(*DeadLetter)(nil),    // 5: logtally.v1.DeadLetter
+	(*Counters)(nil),      // 6: logtally.v1.Counters
+	(*WindowState)(nil),   // 7: logtally.v1.WindowState
+	(*Run)(nil),           // 8: logtally.v1.Run
+	(*WindowChunk)(nil),   // 9: logtally.v1.WindowChunk
+	(*Checkpoint)(nil),    // 10: logtally.v1.Checkpoint
 }
 var file_logtally_v1_pipeline_proto_depIdxs = []int32{
 	2, // 0: logtally.v1.RawBatch.oversized:type_name -> logtally.v1.OversizedLine
 	1, // 1: logtally.v1.RawBatch.line_meta:type_name -> logtally.v1.LineMeta
-	5, // 2: logtally.v1.WindowState.totals:type_name -> logtally.v1.Counters
-	7, // 3: logtally.v1.WindowState.runs:type_name -> logtally.v1.Run
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	4, // 2: logtally.v1.RecordBatch.dim_groups:type_name -> logtally.v1.GroupColumns
+	6, // 3: logtally.v1.WindowState.totals:type_name -> logtally.v1.Counters
+	8, // 4: logtally.v1.WindowState.runs:type_name -> logtally.v1.Run
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_logtally_v1_pipeline_proto_init() }
@@ -1166,7 +1286,7 @@ func file_logtally_v1_pipeline_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logtally_v1_pipeline_proto_rawDesc), len(file_logtally_v1_pipeline_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

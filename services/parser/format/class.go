@@ -111,3 +111,48 @@ func AuthFailureMessage(msg []byte) bool {
 	}
 	return false
 }
+
+// Event is what a syslog line reports about a login, counted per window
+// as the "event" field.
+type Event uint8
+
+// The events. EventNone is every other line.
+const (
+	EventNone Event = iota
+	EventAuthFailure
+	EventInvalidUser
+	EventAuthSuccess
+)
+
+func (e Event) String() string {
+	switch e {
+	case EventAuthFailure:
+		return "auth_failure"
+	case EventInvalidUser:
+		return "invalid_user"
+	case EventAuthSuccess:
+		return "auth_success"
+	}
+	return ""
+}
+
+// successPhrases make a syslog message a successful login: sshd's
+// "Accepted password for", "Accepted publickey for" and
+// "Accepted keyboard-interactive/pam for".
+var successPhrase = []byte("Accepted ")
+
+// MessageEvent classifies a syslog MSG whose AuthFailureMessage is
+// failed: an unknown account ("Invalid user", sshd) is invalid_user, any
+// other failure auth_failure, "Accepted … for" auth_success.
+func MessageEvent(msg []byte, failed bool) Event {
+	if failed {
+		if bytes.Contains(msg, []byte("nvalid user")) {
+			return EventInvalidUser
+		}
+		return EventAuthFailure
+	}
+	if i := bytes.Index(msg, successPhrase); i >= 0 && bytes.Contains(msg[i:], []byte(" for ")) {
+		return EventAuthSuccess
+	}
+	return EventNone
+}

@@ -113,6 +113,12 @@ type Record struct {
 	Status    uint32 // 0 when absent
 	Size      uint64 // 0 when absent or "-"
 	UserAgent []byte
+	VHost     []byte // virtual host: the vhost format's first field, JSON host fields
+	// Program is a syslog line's program (its tag without the pid), Event
+	// what the line reports about a login (syslog only, not for access
+	// logs carried in syslog).
+	Program []byte
+	Event   Event
 	// AuthFailure marks a failed login: a syslog message that
 	// AuthFailureMessage accepts, or an access-log (CLF, JSON) status that
 	// AuthFailureStatus accepts. Other formats never set it.
@@ -212,6 +218,9 @@ func (p *Parser) parseAuto(line []byte, received time.Time, rec *Record) error {
 	}
 	if host, addr, ok, i = field(line, i); ok {
 		err := p.parseAccess(line, host, addr, ok, i, received, rec)
+		if err == nil {
+			setVHost(line, rec) // "<vhost> <client> - - [date] ...", the vhost formats
+		}
 		if err != errNoDate {
 			return err
 		}
@@ -226,7 +235,11 @@ func (p *Parser) parseCLF(line []byte, received time.Time, rec *Record) error {
 	host, addr, ok, i := field(line, 0)
 	if !ok {
 		if host2, addr2, ok2, i2 := field(line, i); ok2 {
-			return p.parseAccess(line, host2, addr2, ok2, i2, received, rec)
+			if err := p.parseAccess(line, host2, addr2, ok2, i2, received, rec); err != nil {
+				return err
+			}
+			setVHost(line, rec)
+			return nil
 		}
 	}
 	return p.parseAccess(line, host, addr, ok, i, received, rec)
@@ -235,7 +248,19 @@ func (p *Parser) parseCLF(line []byte, received time.Time, rec *Record) error {
 func (p *Parser) parseVHost(line []byte, received time.Time, rec *Record) error {
 	_, i := nextField(line, 0)
 	host, addr, ok, i := field(line, i)
-	return p.parseAccess(line, host, addr, ok, i, received, rec)
+	if err := p.parseAccess(line, host, addr, ok, i, received, rec); err != nil {
+		return err
+	}
+	setVHost(line, rec)
+	return nil
+}
+
+// setVHost takes the first field of an access line whose client is the
+// second as its virtual host.
+func setVHost(line []byte, rec *Record) {
+	if vhost, _ := nextField(line, 0); !isPlaceholder(vhost) {
+		rec.VHost = vhost
+	}
 }
 
 // checkTime applies the MaxFuture bound shared by all formats.

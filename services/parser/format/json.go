@@ -23,6 +23,7 @@ const (
 	jStatus
 	jSize
 	jUA
+	jVHost
 )
 
 type jsonKey struct {
@@ -71,6 +72,7 @@ func buildJSONKeys(ipFields, timeFields []string) *jsonKeys {
 	add(jStatus, "status", "status_code")
 	add(jSize, "bytes", "body_bytes_sent", "size", "bytes_sent")
 	add(jUA, "user_agent", "http_user_agent", "ua", "useragent")
+	add(jVHost, "host", "vhost", "server_name", "http_host", "request.host")
 	return m
 }
 
@@ -107,7 +109,7 @@ func (p *Parser) parseJSON(line []byte, received time.Time, rec *Record) error {
 		ipPrio  int
 		badIP   []byte
 		seenIP  bool
-		picks   [jUA + 1]jsonPick
+		picks   [jVHost + 1]jsonPick
 		request []byte
 	)
 	var visit func(keys *jsonKeys, obj gjson.Result)
@@ -201,6 +203,11 @@ func (p *Parser) parseJSON(line []byte, received time.Time, rec *Record) error {
 	if pk := picks[jUA]; pk.set && pk.val.Type == gjson.String {
 		if b := resultBytes(line, pk.val); !isPlaceholder(b) {
 			rec.UserAgent = b
+		}
+	}
+	if pk := picks[jVHost]; pk.set && pk.val.Type == gjson.String {
+		if b := resultBytes(line, pk.val); !isPlaceholder(b) {
+			rec.VHost = b
 		}
 	}
 	return nil

@@ -192,12 +192,17 @@ func (p *Parser) parse5424(line, b []byte, received time.Time, rec *Record) erro
 			return err
 		}
 	}
+	var app []byte
 	for k := 0; k < 4; k++ { // HOSTNAME APP-NAME PROCID MSGID
 		var f []byte
 		if f, i = nextField(b, i); len(f) == 0 {
 			return fmt.Errorf("%w: truncated RFC 5424 header in %s", ErrBadSyslog, q(line))
 		}
+		if k == 1 && !isPlaceholder(f) {
+			app = f
+		}
 	}
+
 	switch {
 	case i >= len(b):
 		return fmt.Errorf("%w: missing structured data in %s", ErrBadSyslog, q(line))
@@ -231,7 +236,13 @@ func (p *Parser) parse5424(line, b []byte, received time.Time, rec *Record) erro
 		return fmt.Errorf("%w: bad structured data %s", ErrBadSyslog, q(b[i:]))
 	}
 	msg := b[i:]
-	return p.setMsgIP(rec, msg, t, received, line)
+	if err := p.setMsgIP(rec, msg, t, received, line); err != nil {
+		return err
+	}
+	if rec.Program == nil {
+		rec.Program = app // RFC 5424 names the program in the header
+	}
+	return nil
 }
 
 // setMsgIP fills rec from a syslog MSG. An access log shipped over syslog
@@ -241,6 +252,7 @@ func (p *Parser) parse5424(line, b []byte, received time.Time, rec *Record) erro
 // found in the text and the header's time t.
 func (p *Parser) setMsgIP(rec *Record, msg []byte, t, received time.Time, line []byte) error {
 	if p.embeddedAccess(rec, msg, t, received) {
+		rec.Program = msgTag(msg)
 		return nil
 	}
 	*rec = Record{}
@@ -251,6 +263,8 @@ func (p *Parser) setMsgIP(rec *Record, msg []byte, t, received time.Time, line [
 	rec.Addr, rec.Time = a, t
 	// Only for lines that are counted: a rejected line's class is moot.
 	rec.AuthFailure = AuthFailureMessage(msg)
+	rec.Program = msgTag(msg)
+	rec.Event = MessageEvent(msg, rec.AuthFailure)
 	return nil
 }
 
@@ -277,6 +291,29 @@ func msgBody(msg []byte) []byte {
 		return msg
 	}
 	return msg[n:]
+}
+
+// msgTag returns the program of a syslog MSG: its TAG without the pid
+// ("sshd[42]:" is sshd), or nil when MSG has no tag.
+func msgTag(msg []byte) []byte {
+	msg = bytes.TrimPrefix(trimSpace(msg), utf8BOM)
+	f, _ := nextField(msg, 0)
+	if len(f) < 2 || f[len(f)-1] != ':' {
+		return nil
+	}
+	tag := f[:len(f)-1]
+	if j := bytes.IndexByte(tag, '['); j > 0 && tag[len(tag)-1] == ']' {
+		tag = tag[:j]
+	}
+	for _, c := range tag {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '-' || c == '_' || c == '.' || c == '/') {
+			return nil
+		}
+	}
+	if _, ok := parseAddr(tag); ok {
+		return nil
+	}
+	return tag
 }
 
 // embeddedAccess reads an access log line carried in a syslog MSG: Common

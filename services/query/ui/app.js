@@ -20,6 +20,8 @@
   const state = {
     last: '15m', from: '', to: '', n: 10,
     ip: '', cidr: '',
+    cls: '', // class filter from a clicked status: '', '4xx', '5xx'
+    fields: null, // the last /api/v1/watch/fields event
     top: null, overview: null, ipSeries: null,
     dead: -1,
     decisions: null, // the last "decisions" event
@@ -301,6 +303,59 @@
       root.append(g);
     });
     box.replaceChildren(root);
+  }
+
+  // ---------- fields ----------
+
+  const FIELDS = [
+    ['status', 'Status codes'], ['method', 'Methods'], ['path', 'Requested paths'], ['vhost', 'Virtual hosts'],
+    ['ua', 'Browsers and bots'], ['os', 'Operating systems'], ['program', 'Syslog programs'], ['event', 'Login events'],
+  ];
+  const CLASS_TEXT = { '4xx': 'client errors (4xx)', '5xx': 'server errors (5xx)' };
+
+  // classOfStatus is the class a clicked status narrows to.
+  function classOfStatus(v) {
+    const c = parseInt(v, 10);
+    if (c >= 400 && c < 500) return '4xx';
+    if (c >= 500 && c < 600) return '5xx';
+    return '';
+  }
+
+  // renderFields draws one table per field: value, count, share of the
+  // field's total, and the exact remainder as "other".
+  function renderFields() {
+    const grid = $('#field-grid');
+    const ev = state.fields;
+    if (!ev) return;
+    $('#fields-range').textContent = fmtRange(ev.from, ev.to) + (ev.class !== 'requests' ? ' · by ' + (CLASS_TEXT[ev.class] || ev.class) : '');
+    const panels = FIELDS.map(([name, label]) => {
+      const f = (ev.fields || {})[name] || { items: [], other: 0, total: {} };
+      const total = (f.items || []).reduce((a, it) => a + it.count, 0) + (f.other || 0);
+      const rows = (f.items || []).map((it) => {
+        const click = name === 'status' && classOfStatus(it.value) !== '';
+        const tr = h('tr', { 'data-field': name, 'data-value': it.value, 'data-count': String(it.count), class: click ? 'clickable' : '' },
+          h('td', { class: 'v', title: it.value, text: it.value }),
+          h('td', { class: 'num', text: fmt(it.count) }),
+          h('td', { class: 'num share', text: pct(it.count, total) }));
+        if (click) { tr.tabIndex = 0; tr.title = 'Rank by ' + CLASS_TEXT[classOfStatus(it.value)]; }
+        return tr;
+      });
+      if (f.other > 0) rows.push(h('tr', { class: 'other', 'data-field': name, 'data-other': String(f.other) },
+        h('td', { class: 'v muted', text: 'other' }), h('td', { class: 'num', text: fmt(f.other) }), h('td', { class: 'num share', text: pct(f.other, total) })));
+      if (rows.length === 0) rows.push(h('tr', null, h('td', { class: 'muted', colspan: '3', text: 'None in this range.' })));
+      return h('article', { class: 'panel field', id: 'field-' + name, 'data-field': name },
+        h('h3', { text: label }),
+        h('table', null, h('tbody', null, ...rows)));
+    });
+    grid.replaceChildren(...panels);
+  }
+
+  function setClassFilter(cls) {
+    state.cls = cls;
+    const f = $('#filter');
+    f.hidden = !cls;
+    $('#filter-text').textContent = cls ? 'Ranked by ' + (CLASS_TEXT[cls] || cls) : '';
+    rangeChanged();
   }
 
   // renderDecisions fills the decisions panel from the last event.
@@ -634,7 +689,9 @@
     state.overview = null;
     setLive('connecting', 'connecting…');
     const step = stepFor(rangeMinutes());
-    watch(apiURL('/api/v1/watch/top', { n: state.n }), (top) => { state.top = top; renderTop(); renderRPM(); });
+    const cls = state.cls ? { class: state.cls } : {};
+    watch(apiURL('/api/v1/watch/top', { n: state.n, ...cls }), (top) => { state.top = top; renderTop(); renderRPM(); });
+    watch(apiURL('/api/v1/watch/fields', { n: 8, ...cls }), (ev) => { state.fields = ev; renderFields(); });
     watch(apiURL('/api/v1/watch/overview', { step, decisions: 1 }), onOverview, { decisions: onDecisions });
   }
 
@@ -643,6 +700,7 @@
   function saveURL() {
     const p = rangeParams();
     p.set('n', state.n);
+    if (state.cls) p.set('class', state.cls);
     if (state.ip) p.set('ip', state.ip);
     if (state.cidr) p.set('cidr', state.cidr);
     history.replaceState(null, '', '?' + p.toString());
@@ -674,6 +732,7 @@
     if (p.get('from') && p.get('to')) { state.from = p.get('from'); state.to = p.get('to'); state.last = ''; } else if (p.get('last')) { state.last = p.get('last'); }
     const n = parseInt(p.get('n'), 10);
     if (n > 0 && n <= 1000) state.n = n;
+    state.cls = ['4xx', '5xx'].includes(p.get('class')) ? p.get('class') : '';
     state.ip = p.get('ip') || '';
     state.cidr = state.ip ? '' : (p.get('cidr') || '');
   }
@@ -712,6 +771,16 @@
       rangeChanged();
     });
     nSel.addEventListener('change', () => { state.n = parseInt(nSel.value, 10) || 10; rangeChanged(); });
+    const grid = $('#field-grid');
+    const pick = (e) => {
+      const row = e.target.closest('tr[data-field="status"][data-value]');
+      if (row && classOfStatus(row.dataset.value)) setClassFilter(classOfStatus(row.dataset.value));
+    };
+    grid.addEventListener('click', pick);
+    grid.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); pick(e); } });
+    $('#filter-clear').addEventListener('click', () => setClassFilter(''));
+    $('#filter').hidden = !state.cls;
+    $('#filter-text').textContent = state.cls ? 'Ranked by ' + CLASS_TEXT[state.cls] : '';
     $('#search').addEventListener('submit', (e) => { e.preventDefault(); search($('#q').value); });
     const chart = $('#top-chart');
     chart.addEventListener('click', (e) => {

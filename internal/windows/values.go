@@ -1,0 +1,151 @@
+package windows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logtally/logtally/internal/counts"
+	"github.com/logtally/logtally/internal/dims"
+	"github.com/logtally/logtally/internal/topology"
+)
+
+// Values reads the windows of the fields beyond the IP (internal/dims):
+// a Reader over the dims buckets, whose entries are field values instead
+// of addresses, and the names bucket that holds the text of hashed values.
+// Everything the Reader does (index, cache, ranges, exact top-N) applies
+// unchanged; a field is one key range (dims.Range).
+type Values struct {
+	r     *Reader
+	js    jetstream.JetStream
+	log   hclog.Logger
+	names jetstream.KeyValue
+
+	mu   sync.Mutex
+	text map[[counts.AddrLen]byte]string
+}
+
+// maxNames bounds the cached texts of hashed values.
+const maxNames = 1 << 16
+
+// NewValues returns a reader of the dims windows of resolutions.
+func NewValues(cfg Config, js jetstream.JetStream, partitions int, resolutions []topology.Resolution, log hclog.Logger) (*Values, error) {
+	r, err := New(cfg, js, partitions, topology.WithDataset(resolutions, topology.DimsDataset), log.Named("values"))
+	if err != nil {
+		return nil, err
+	}
+	return &Values{r: r, js: js, log: log, text: map[[counts.AddrLen]byte]string{}}, nil
+}
+
+// Reader is the underlying reader of the dims buckets.
+func (v *Values) Reader() *Reader { return v.r }
+
+// Start opens the buckets and starts the index watches.
+func (v *Values) Start(ctx context.Context) error {
+	kv, err := v.js.KeyValue(ctx, topology.NamesBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", topology.NamesBucket, err)
+	}
+	v.names = kv
+	return v.r.Start(ctx)
+}
+
+// Stop ends the watches.
+func (v *Values) Stop(ctx context.Context) error { return v.r.Stop(ctx) }
+
+// ValueCount is one value of a ValuesResult. Known is false for a hashed
+// value whose text is not (or no longer) in the names bucket: Value is
+// then "#" and the hex of its key.
+type ValueCount struct {
+	Value    string
+	Known    bool
+	Count    uint64
+	Counters counts.Counters
+}
+
+// ValuesResult is the answer of Top: the N values of a field with the
+// highest counter of the class, then what the other values of the field
+// add up to (exact: the field's total over the range minus the listed).
+type ValuesResult struct {
+	Range Range
+	Dim   dims.Dim
+	Class counts.Class
+	Items []ValueCount
+	// Total is the field's counters over the range, over every value.
+	Total counts.Counters
+	// Other is the ranked class summed over the values not listed.
+	Other uint64
+}
+
+// Top returns the n values of field d with the highest counter of the
+// class over rg, and the exact remainder.
+func (v *Values) Top(ctx context.Context, rg Range, d dims.Dim, class counts.Class, n int) (ValuesResult, error) {
+	if d.String() == fmt.Sprintf("dim(%d)", byte(d)) {
+		return ValuesResult{}, Invalidf("unknown field %d", byte(d))
+	}
+	within := dims.Range(d)
+	top, err := v.r.Top(ctx, rg, TopQuery{N: n, Class: class, Prefix: within})
+	if err != nil {
+		return ValuesResult{}, err
+	}
+	// One network of the field's whole range is its total.
+	tot, err := v.r.TopPrefixes(ctx, rg, PrefixQuery{N: 1, Class: counts.Requests, V4Bits: 32, V6Bits: within.Bits(), Within: within})
+	if err != nil {
+		return ValuesResult{}, err
+	}
+	res := ValuesResult{Range: rg, Dim: d, Class: class, Items: make([]ValueCount, len(top.Items))}
+	if len(tot.Items) > 0 {
+		res.Total = tot.Items[0].Counters
+	}
+	listed := uint64(0)
+	for i, it := range top.Items {
+		k := it.IP.As16()
+		res.Items[i] = ValueCount{Count: it.Count, Counters: it.Counters}
+		res.Items[i].Value, res.Items[i].Known = v.name(ctx, k)
+		listed += it.Count
+	}
+	if t := res.Total.Get(class); t > listed {
+		res.Other = t - listed
+	}
+	return res, nil
+}
+
+// name returns the text of key k.
+func (v *Values) name(ctx context.Context, k [counts.AddrLen]byte) (string, bool) {
+	_, text, hashed := dims.Decode(k)
+	if !hashed {
+		return text, true
+	}
+	v.mu.Lock()
+	t, ok := v.text[k]
+	v.mu.Unlock()
+	if ok {
+		return t, true
+	}
+	e, err := v.names.Get(ctx, dims.NameKey(k))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			v.log.Warn("read name of a hashed value", "key", dims.NameKey(k), "error", err)
+		}
+		return "#" + dims.NameKey(k), false
+	}
+	t = string(e.Value())
+	v.mu.Lock()
+	if len(v.text) >= maxNames {
+		clear(v.text)
+	}
+	v.text[k] = t
+	v.mu.Unlock()
+	return t, true
+}
+
+// KeyOf returns the key of a value of field d, for filters.
+func KeyOf(d dims.Dim, value string) netip.Addr {
+	k, _ := dims.Key(d, []byte(value))
+	return netip.AddrFrom16(k)
+}
