@@ -25,6 +25,8 @@ type Manifest struct {
 	Late        uint64
 	Inline      []Entry // sorted
 	Runs        []Run
+	// TopK is set on a dims window cut to its top values per field.
+	TopK uint32
 }
 
 // Run describes one stored run: sorted entries in chunks.
@@ -66,6 +68,7 @@ func MarshalManifest(m *Manifest) ([]byte, error) {
 		Format:      Format,
 		Generation:  m.Generation,
 		Totals:      countersPB(m.Totals),
+		TopK:        m.TopK,
 	}
 	if len(m.Inline) > 0 {
 		st.Inline = EncodeEntries(m.Inline)
@@ -109,6 +112,7 @@ func UnmarshalManifest(b []byte) (*Manifest, error) {
 	}
 	m.Format = Format
 	m.Totals = countersFromPB(st.Totals)
+	m.TopK = st.TopK
 	if len(st.Inline) > 0 {
 		var err error
 		if m.Inline, err = DecodeEntries(nil, st.Inline); err != nil {

@@ -85,7 +85,26 @@ func Names() []string {
 const (
 	inline = 0
 	hashed = 1
+	other  = 0xff
 )
+
+// OtherKey is the entry of field d that sums the values a closed window
+// did not keep (see the aggregator's -aggregator.dims.top-k).
+func OtherKey(d Dim) (k [counts.AddrLen]byte) {
+	k[0], k[1] = byte(d), other
+	return k
+}
+
+// IsOther reports whether k is an OtherKey.
+func IsOther(k [counts.AddrLen]byte) bool { return k[1] == other }
+
+// Values returns the prefixes holding the keys of field d's values, inline
+// and hashed, without its other entry.
+func Values(d Dim) []netip.Prefix {
+	var a, b [16]byte
+	a[0], b[0], b[1] = byte(d), byte(d), hashed
+	return []netip.Prefix{netip.PrefixFrom(netip.AddrFrom16(a), 16), netip.PrefixFrom(netip.AddrFrom16(b), 16)}
+}
 
 // InlineMax is the longest value kept in the key itself.
 const InlineMax = counts.AddrLen - 2

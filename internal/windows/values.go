@@ -1,10 +1,12 @@
 package windows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -89,10 +91,23 @@ func (v *Values) Top(ctx context.Context, rg Range, d dims.Dim, class counts.Cla
 		return ValuesResult{}, Invalidf("unknown field %d", byte(d))
 	}
 	within := dims.Range(d)
-	top, err := v.r.Top(ctx, rg, TopQuery{N: n, Class: class, Prefix: within})
-	if err != nil {
-		return ValuesResult{}, err
+	// The values are two key ranges (inline, hashed); the field's other
+	// entry, after both, is never listed but counts in the total.
+	var items []IPCount
+	for _, p := range dims.Values(d) {
+		top, err := v.r.Top(ctx, rg, TopQuery{N: n, Class: class, Prefix: p})
+		if err != nil {
+			return ValuesResult{}, err
+		}
+		items = append(items, top.Items...)
 	}
+	slices.SortFunc(items, func(a, b IPCount) int {
+		if a.Count != b.Count {
+			return cmp.Compare(b.Count, a.Count)
+		}
+		return a.IP.Compare(b.IP)
+	})
+	top := TopResult{Items: items[:min(n, len(items))]}
 	// One network of the field's whole range is its total.
 	tot, err := v.r.TopPrefixes(ctx, rg, PrefixQuery{N: 1, Class: counts.Requests, V4Bits: 32, V6Bits: within.Bits(), Within: within})
 	if err != nil {

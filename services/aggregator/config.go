@@ -16,6 +16,9 @@ type Config struct {
 	MaxPendingEntries int           `yaml:"max_pending_entries"`
 	ChunkBytes        int           `yaml:"chunk_bytes"`
 	GapCheckInterval  time.Duration `yaml:"gap_check_interval"`
+	// DimsTopK bounds each field of a closed dims window (0: unbounded).
+	DimsTopK  int           `yaml:"dims_top_k"`
+	DimsGrace time.Duration `yaml:"dims_grace"`
 }
 
 // RegisterFlags registers the aggregator.* flags.
@@ -26,6 +29,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxOpenWindows, "aggregator.max-open-windows", 1024, "windows a partition keeps open in memory (their manifests, never their runs); past it the partition flushes and the least recently used clean ones are evicted")
 	f.IntVar(&c.MaxPendingEntries, "aggregator.max-pending-entries", 128<<10, "uncommitted (window, IP) entries a partition holds before it flushes early, bounding memory under bursts")
 	f.IntVar(&c.ChunkBytes, "aggregator.chunk-bytes", 256<<10, "target size of a window chunk value (at most 256 KiB; capped to half the server's max_payload)")
+	f.IntVar(&c.DimsTopK, "aggregator.dims.top-k", 1000, "values kept per field (path, status, ...) and partition in a closed window, the rest summed exactly into the field's \"other\"; 0 keeps every value (docs/fields.md)")
+	f.DurationVar(&c.DimsGrace, "aggregator.dims.grace", 10*time.Minute, "how far the partition's event time must be past a field window's end before it is cut to its top values")
 	f.DurationVar(&c.GapCheckInterval, "aggregator.gap-check-interval", 5*time.Second, "how often the raw and parsed streams are sampled to find raw batches that were lost before they were counted")
 }
 
@@ -52,6 +57,12 @@ func (c *Config) Validate() error {
 	}
 	if c.GapCheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("aggregator.gap-check-interval must be positive, got %s", c.GapCheckInterval))
+	}
+	if c.DimsTopK < 0 {
+		errs = append(errs, fmt.Errorf("aggregator.dims.top-k must not be negative, got %d", c.DimsTopK))
+	}
+	if c.DimsGrace < 0 {
+		errs = append(errs, fmt.Errorf("aggregator.dims.grace must not be negative, got %s", c.DimsGrace))
 	}
 	return errors.Join(errs...)
 }

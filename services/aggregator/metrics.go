@@ -9,6 +9,9 @@ type metrics struct {
 	increments     prometheus.Counter
 	records        prometheus.Counter
 	skipped        prometheus.Counter
+	dimsCut        prometheus.Counter
+	dimsCutValues  prometheus.Counter
+	dimsCutSkipped prometheus.Counter
 	duplicates     prometheus.Counter
 	dupBatches     prometheus.Counter
 	lostBatches    prometheus.Counter
@@ -36,6 +39,9 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	return &metrics{
 		increments:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_increments_total", Help: "(window, IP) counter updates applied: one per group of a record batch and resolution."}),
 		records:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_records_total", Help: "Lines (requests) counted into windows: the pipeline's lines out."}),
+		dimsCut:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_dims_windows_cut_total", Help: "Closed field windows cut to their top values per field (-aggregator.dims.top-k)."}),
+		dimsCutValues:  f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_dims_values_folded_total", Help: "Field values folded into their field's other entry when closed windows were cut."}),
+		dimsCutSkipped: f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_dims_cuts_skipped_total", Help: "Evicted field windows left uncut because the partition already remembered 4096 to cut."}),
 		skipped:        f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_replayed_records_skipped_total", Help: "Requests of replayed messages skipped because their window already holds them."}),
 		duplicates:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_duplicate_messages_total", Help: "Messages delivered again at or below the applied position."}),
 		dupBatches:     f.NewCounter(prometheus.CounterOpts{Name: "logtally_aggregator_duplicate_batches_total", Help: "Record batches of a raw batch already applied (republished after the duplicate window), skipped."}),

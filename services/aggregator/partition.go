@@ -40,6 +40,8 @@ type window struct {
 	dead    uint64
 	dirty   bool
 	used    int // flush generation when last touched: eviction is oldest first
+	// kept is set for a dims window that was cut to its top values.
+	kept *keptSet
 }
 
 func (w *window) lastSeq() uint64 {
@@ -66,7 +68,8 @@ type partition struct {
 	sample  *rawSample
 
 	windows  map[windowKey]*window
-	last     []*window // per resolution: the window of the previous group
+	toCut    map[windowKey]struct{} // evicted dims windows to cut once closed
+	last     []*window              // per resolution: the window of the previous group
 	lastKey  []windowKey
 	pendingN int // entries pending in all windows
 	flushes  int
@@ -120,6 +123,7 @@ func (pt *partition) session(ctx context.Context, release <-chan struct{}) error
 	pt.s.m.openWindows.Sub(float64(len(pt.windows)))
 	pt.s.m.pendingEntries.Sub(float64(pt.pendingN))
 	pt.windows, pt.pendingN = map[windowKey]*window{}, 0
+	pt.toCut = map[windowKey]struct{}{}
 	pt.last = make([]*window, len(pt.s.res))
 	pt.lastKey = make([]windowKey, len(pt.s.res))
 	pt.sample = nil
@@ -353,7 +357,11 @@ func (pt *partition) applyGroups(ctx context.Context, seq uint64, b *batch) erro
 	// The field values of the same lines go to the dims windows; their
 	// requests are already counted above.
 	for i := range b.dims.groups() {
-		n, _, _, err := pt.applyGroup(ctx, seq, pt.s.nIP, len(pt.s.res), b.dims.minutes[i]*60_000, b.dims.key(i), b.dims.counters[i])
+		t := b.dims.minutes[i] * 60_000
+		if t > pt.wm {
+			pt.wm = t
+		}
+		n, _, _, err := pt.applyGroup(ctx, seq, pt.s.nIP, len(pt.s.res), t, b.dims.key(i), b.dims.counters[i])
 		if err != nil {
 			return err
 		}
@@ -393,7 +401,11 @@ func (pt *partition) applyGroup(ctx context.Context, seq uint64, from, to int, t
 			}
 			continue
 		}
-		w.pending = append(w.pending, counts.Entry{Addr: key, Counters: c})
+		k := key
+		if w.kept != nil {
+			k = w.kept.route(key, pt.s.cfg.DimsTopK)
+		}
+		w.pending = append(w.pending, counts.Entry{Addr: k, Counters: c})
 		pt.pendingN++
 		w.dirty = true
 		applied++
@@ -429,6 +441,9 @@ func (pt *partition) prefetch(ctx context.Context, b *batch) error {
 			key := counts.Key(time.Unix(k.start, 0), pt.p)
 			m, rev, err := pt.s.stores[k.res].Load(ctx, key)
 			opened[i], errs[i] = &window{key: key, m: m, rev: rev}, err
+			if err == nil {
+				errs[i] = pt.loadKept(ctx, k.res, opened[i])
+			}
 		})
 	}
 	wg.Wait()
@@ -530,6 +545,9 @@ func (pt *partition) windowFor(ctx context.Context, r int, tms int64) (*window, 
 			return nil, err
 		}
 		w = &window{key: key, m: m, rev: rev}
+		if err := pt.loadKept(ctx, r, w); err != nil {
+			return nil, err
+		}
 		pt.windows[k] = w
 		pt.s.m.openWindows.Inc()
 	}
@@ -550,7 +568,7 @@ func (pt *partition) flush(ctx context.Context) error {
 		}
 	}
 	if len(keys) == 0 && pt.cpSeq == pt.pos {
-		return nil
+		return pt.cutClosed(ctx)
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].res != keys[j].res {
@@ -630,6 +648,9 @@ func (pt *partition) flush(ctx context.Context) error {
 	if pt.s.cfg.PurgeEvery > 0 && pt.flushes%pt.s.cfg.PurgeEvery == 0 {
 		pt.purge(ctx)
 	}
+	if err := pt.cutClosed(ctx); err != nil {
+		return err
+	}
 	pt.evict()
 	return nil
 }
@@ -677,6 +698,7 @@ func (pt *partition) evict() {
 const idleFlushes = 4
 
 func (pt *partition) drop(k windowKey) {
+	pt.remember(k, pt.windows[k])
 	delete(pt.windows, k)
 	pt.s.m.openWindows.Dec()
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/logtally/logtally/internal/apptest"
+	"github.com/logtally/logtally/internal/dims"
 )
 
 // counters of one value in the reference.
@@ -243,5 +244,120 @@ func TestFieldValuesMatchReference(t *testing.T) {
 		if _, code := get(q); code != 400 {
 			t.Fatalf("%s: HTTP %d, want 400", q, code)
 		}
+	}
+}
+
+// A closed field window keeps its top K values per field and partition;
+// the rest, and later new values, count exactly in "other", while kept
+// values go on counting. Totals never change.
+func TestClosedFieldWindowsKeepTopK(t *testing.T) {
+	const k, parts = 3, 2
+	a := apptest.Start(t, fmt.Sprintf("-parser.partitions=%d", parts), fmt.Sprintf("-aggregator.dims.top-k=%d", k), "-aggregator.dims.grace=1m")
+	old := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	// 20 paths, path i with 200-10i lines: a clear ranking.
+	perPart := map[int]int{}
+	var lines []string
+	total := 0
+	for i := range 20 {
+		p := fmt.Sprintf("/p%02d", i)
+		key, _ := dims.Key(dims.Path, []byte(p))
+		perPart[dims.Partition(key, parts)]++
+		for range 200 - 10*i {
+			lines = append(lines, fmt.Sprintf(`203.0.113.%d - - [%s] "GET %s HTTP/1.1" 200 10`, i, old.Format("02/Jan/2006:15:04:05 -0700"), p))
+			total++
+		}
+	}
+	for p := range parts {
+		if perPart[p] < k+1 {
+			t.Fatalf("partition %d holds %d paths: the test needs more than %d in each", p, perPart[p], k)
+		}
+	}
+	// Current lines move every partition's event time past the old
+	// windows' grace.
+	for i := range 40 {
+		lines = append(lines, fmt.Sprintf(`198.51.100.%d - - [%s] "GET /now HTTP/1.1" 200 10`, i, time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700")))
+	}
+	send := func(lines []string) {
+		c, err := net.Dial("tcp", a.Ingest.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := bufio.NewWriter(c)
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	send(lines)
+	base := "http://" + a.HTTPAddr().String()
+	rq := "from=" + url.QueryEscape(old.Format(time.RFC3339)) + "&to=" + url.QueryEscape(old.Add(time.Minute).Format(time.RFC3339))
+	get := func(q string) valuesAnswer {
+		t.Helper()
+		resp, err := http.Get(base + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v valuesAnswer
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: HTTP %d", q, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	listed := func(v valuesAnswer) (sum uint64) {
+		for _, it := range v.Items {
+			sum += it.Count
+		}
+		return sum
+	}
+	cuts := func() float64 {
+		mfs, err := a.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "logtally_aggregator_dims_windows_cut_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	// Both partitions' 1m and 1h windows of the old minute are cut.
+	apptest.Eventually(t, "closed windows cut", 30*time.Second, func() bool { return cuts() >= 2*parts })
+	v := get("/api/v1/top?by=path&n=50&" + rq)
+	if len(v.Items) > k*parts || listed(v)+v.Other != uint64(total) {
+		t.Fatalf("after the cut: %d values listed (at most %d kept), %d listed + %d other, want %d in all", len(v.Items), k*parts, listed(v), v.Other, total)
+	}
+	v = get("/api/v1/top?by=path&n=3&" + rq)
+	if len(v.Items) != 3 || v.Items[0].Value != "/p00" || v.Items[0].Count != 200 || v.Items[1].Count != 190 || v.Items[2].Count != 180 || v.Other != uint64(total-570) {
+		t.Fatalf("top 3 after the cut: %+v", v)
+	}
+	// Late lines: a kept value goes on counting, a new one adds to other.
+	var late []string
+	for range 5 {
+		late = append(late, fmt.Sprintf(`203.0.113.1 - - [%s] "GET /p00 HTTP/1.1" 200 10`, old.Format("02/Jan/2006:15:04:05 -0700")))
+	}
+	for range 300 {
+		late = append(late, fmt.Sprintf(`203.0.113.2 - - [%s] "GET /late-new HTTP/1.1" 200 10`, old.Format("02/Jan/2006:15:04:05 -0700")))
+	}
+	send(late)
+	apptest.Eventually(t, "late lines counted", 30*time.Second, func() bool {
+		v := get("/api/v1/top?by=path&n=50&" + rq)
+		return listed(v)+v.Other == uint64(total+305)
+	})
+	v = get("/api/v1/top?by=path&n=50&" + rq)
+	for _, it := range v.Items {
+		if it.Value == "/late-new" {
+			t.Fatalf("a value new to a closed window past its top %d was listed: %+v", k, it)
+		}
+	}
+	if v.Items[0].Value != "/p00" || v.Items[0].Count != 205 {
+		t.Fatalf("kept value after late lines: %+v", v.Items[0])
 	}
 }

@@ -743,7 +743,12 @@ type WindowState struct {
 	Inline []byte `protobuf:"bytes,9,opt,name=inline,proto3" json:"inline,omitempty"`
 	// Stored runs, oldest first. Every run is sorted by address; an IP may
 	// appear in several runs and in inline, and its counters are the sum.
-	Runs          []*Run `protobuf:"bytes,10,rep,name=runs,proto3" json:"runs,omitempty"`
+	Runs []*Run `protobuf:"bytes,10,rep,name=runs,proto3" json:"runs,omitempty"`
+	// Dims windows only: set once the window closed and was cut to its
+	// top_k values per field (by requests); every other value is summed in
+	// its field's "other" entry (internal/dims OtherKey), and so are later
+	// values once a field holds top_k.
+	TopK          uint32 `protobuf:"varint,11,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +851,13 @@ func (x *WindowState) GetRuns() []*Run {
 		return x.Runs
 	}
 	return nil
+}
+
+func (x *WindowState) GetTopK() uint32 {
+	if x != nil {
+		return x.TopK
+	}
+	return 0
 }
 
 // Run is one sorted run of entries stored in chunks.
@@ -1193,7 +1205,7 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"\n" +
 	"status_5xx\x18\x03 \x01(\x04R\tstatus5xx\x12#\n" +
 	"\rauth_failures\x18\x04 \x01(\x04R\fauthFailures\x12\x14\n" +
-	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"\xb6\x02\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"\xcb\x02\n" +
 	"\vWindowState\x12\x19\n" +
 	"\blast_seq\x18\x01 \x01(\x04R\alastSeq\x12\x14\n" +
 	"\x05addrs\x18\x02 \x01(\fR\x05addrs\x12\x1a\n" +
@@ -1207,7 +1219,8 @@ const file_logtally_v1_pipeline_proto_rawDesc = "" +
 	"\x06totals\x18\b \x01(\v2\x15.logtally.v1.CountersR\x06totals\x12\x16\n" +
 	"\x06inline\x18\t \x01(\fR\x06inline\x12$\n" +
 	"\x04runs\x18\n" +
-	" \x03(\v2\x10.logtally.v1.RunR\x04runs\"\xcc\x01\n" +
+	" \x03(\v2\x10.logtally.v1.RunR\x04runs\x12\x13\n" +
+	"\x05top_k\x18\v \x01(\rR\x04topK\"\xcc\x01\n" +
 	"\x03Run\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
