@@ -23,6 +23,7 @@
 package dims
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -53,6 +54,12 @@ var All = []Dim{Status, Method, Path, VHost, UA, OS, Program, Event}
 var names = map[Dim]string{
 	Status: "status", Method: "method", Path: "path", VHost: "vhost",
 	UA: "ua", OS: "os", Program: "program", Event: "event",
+}
+
+// Valid reports whether d is one of the counted fields.
+func (d Dim) Valid() bool {
+	_, ok := names[d]
+	return ok
 }
 
 func (d Dim) String() string {
@@ -118,7 +125,7 @@ const MaxValueBytes = 1024
 // must be kept in the names bucket to be shown.
 func Key(d Dim, v []byte) (k [counts.AddrLen]byte, isHashed bool) {
 	k[0] = byte(d)
-	if len(v) <= InlineMax && !hasZero(v) {
+	if len(v) <= InlineMax && bytes.IndexByte(v, 0) < 0 {
 		copy(k[2:], v)
 		return k, false
 	}
@@ -126,15 +133,6 @@ func Key(d Dim, v []byte) (k [counts.AddrLen]byte, isHashed bool) {
 	sum := sha256.Sum256(v)
 	copy(k[2:], sum[:])
 	return k, true
-}
-
-func hasZero(v []byte) bool {
-	for _, c := range v {
-		if c == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // Decode returns the field of a key and, for an inline value, its text.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sync"
 
@@ -87,7 +86,7 @@ type ValuesResult struct {
 // Top returns the n values of field d with the highest counter of the
 // class over rg, and the exact remainder.
 func (v *Values) Top(ctx context.Context, rg Range, d dims.Dim, class counts.Class, n int) (ValuesResult, error) {
-	if d.String() == fmt.Sprintf("dim(%d)", byte(d)) {
+	if !d.Valid() {
 		return ValuesResult{}, Invalidf("unknown field %d", byte(d))
 	}
 	within := dims.Range(d)
@@ -157,10 +156,4 @@ func (v *Values) name(ctx context.Context, k [counts.AddrLen]byte) (string, bool
 	v.text[k] = t
 	v.mu.Unlock()
 	return t, true
-}
-
-// KeyOf returns the key of a value of field d, for filters.
-func KeyOf(d dims.Dim, value string) netip.Addr {
-	k, _ := dims.Key(d, []byte(value))
-	return netip.AddrFrom16(k)
 }

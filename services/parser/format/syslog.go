@@ -273,46 +273,37 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 // msgBody returns the text a program logged: MSG without a leading TAG
 // ("nginx:", "haproxy[42]:") or the BOM RFC 5424 allows.
 func msgBody(msg []byte) []byte {
+	_, body := splitTag(msg)
+	return body
+}
+
+// splitTag splits a syslog MSG into its program (the TAG without the pid,
+// nil when MSG has none) and what the program logged.
+func splitTag(msg []byte) (tag, body []byte) {
 	msg = bytes.TrimPrefix(trimSpace(msg), utf8BOM)
 	f, n := nextField(msg, 0)
 	if len(f) < 2 || f[len(f)-1] != ':' {
-		return msg
+		return nil, msg
 	}
-	tag := f[:len(f)-1]
+	tag = f[:len(f)-1]
 	if j := bytes.IndexByte(tag, '['); j > 0 && tag[len(tag)-1] == ']' {
 		tag = tag[:j]
 	}
 	for _, c := range tag {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '-' || c == '_' || c == '.' || c == '/') {
-			return msg
+			return nil, msg
 		}
 	}
 	if _, ok := parseAddr(tag); ok {
-		return msg
+		return nil, msg
 	}
-	return msg[n:]
+	return tag, msg[n:]
 }
 
-// msgTag returns the program of a syslog MSG: its TAG without the pid
-// ("sshd[42]:" is sshd), or nil when MSG has no tag.
+// msgTag returns the program of a syslog MSG ("sshd[42]:" is sshd), or
+// nil when MSG has no tag.
 func msgTag(msg []byte) []byte {
-	msg = bytes.TrimPrefix(trimSpace(msg), utf8BOM)
-	f, _ := nextField(msg, 0)
-	if len(f) < 2 || f[len(f)-1] != ':' {
-		return nil
-	}
-	tag := f[:len(f)-1]
-	if j := bytes.IndexByte(tag, '['); j > 0 && tag[len(tag)-1] == ']' {
-		tag = tag[:j]
-	}
-	for _, c := range tag {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '-' || c == '_' || c == '.' || c == '/') {
-			return nil
-		}
-	}
-	if _, ok := parseAddr(tag); ok {
-		return nil
-	}
+	tag, _ := splitTag(msg)
 	return tag
 }
 
