@@ -92,21 +92,9 @@ func decodeDimGroups(b []byte, d *dimGroups) error {
 // finish checks the columns of every dim_groups occurrence and builds the
 // counters.
 func (d *dimGroups) finish() error {
-	g := len(d.minutes)
-	if len(d.keys) != g*counts.AddrLen {
-		return fmt.Errorf("%w: %d dim key bytes for %d groups", ErrBadBatch, len(d.keys), g)
-	}
-	for c, col := range d.cols {
-		if len(col) != g {
-			return fmt.Errorf("%w: %d values of dim %s for %d groups", ErrBadBatch, len(col), counts.Class(c), g)
-		}
-	}
-	for i := range g {
-		d.counters = append(d.counters, counts.Counters{
-			Requests: d.cols[0][i], Status4xx: d.cols[1][i], Status5xx: d.cols[2][i], AuthFailures: d.cols[3][i], Bytes: d.cols[4][i],
-		})
-	}
-	return nil
+	var err error
+	d.counters, err = groupCounters(d.counters, len(d.minutes), d.keys, &d.cols, "dim key")
+	return err
 }
 
 // groups is the number of groups.
@@ -219,21 +207,30 @@ func decodeBatch(b []byte, out *batch) error {
 	default:
 		return fmt.Errorf("%w: format %d is unknown to this release", ErrBadBatch, out.format)
 	}
-	g := len(out.minutes)
-	if len(out.addrs) != g*counts.AddrLen {
-		return fmt.Errorf("%w: %d address bytes for %d groups", ErrBadBatch, len(out.addrs), g)
+	var err error
+	if out.counters, err = groupCounters(out.counters, len(out.minutes), out.addrs, &cols, "address"); err != nil {
+		return err
+	}
+	return out.dims.finish()
+}
+
+// groupCounters checks that g groups have 16 key bytes and one value per
+// class column each, and appends their counters to dst.
+func groupCounters(dst []counts.Counters, g int, keys []byte, cols *[counts.NumClasses][]uint64, what string) ([]counts.Counters, error) {
+	if len(keys) != g*counts.AddrLen {
+		return dst, fmt.Errorf("%w: %d %s bytes for %d groups", ErrBadBatch, len(keys), what, g)
 	}
 	for c, col := range cols {
 		if len(col) != g {
-			return fmt.Errorf("%w: %d values of %s for %d groups", ErrBadBatch, len(col), counts.Class(c), g)
+			return dst, fmt.Errorf("%w: %d values of %s for %d groups (%s)", ErrBadBatch, len(col), counts.Class(c), g, what)
 		}
 	}
 	for i := range g {
-		out.counters = append(out.counters, counts.Counters{
+		dst = append(dst, counts.Counters{
 			Requests: cols[0][i], Status4xx: cols[1][i], Status5xx: cols[2][i], AuthFailures: cols[3][i], Bytes: cols[4][i],
 		})
 	}
-	return out.dims.finish()
+	return dst, nil
 }
 
 // fromV1 turns format 1 records into groups of one request each.
