@@ -26,6 +26,7 @@ import (
 	"github.com/logtally/logtally/internal/topology"
 	"github.com/logtally/logtally/services/aggregator"
 	"github.com/logtally/logtally/services/detector"
+	"github.com/logtally/logtally/services/export"
 	"github.com/logtally/logtally/services/ingest"
 	"github.com/logtally/logtally/services/parser"
 	"github.com/logtally/logtally/services/query"
@@ -52,6 +53,7 @@ type App struct {
 	Aggregator *aggregator.Service
 	Query      *query.Service
 	Detector   *detector.Service
+	Export     *export.Service
 }
 
 // New validates cfg and prepares the process.
@@ -165,6 +167,12 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 		services = append(services, a.Detector)
+	}
+	if a.cfg.Runs(TargetExport) {
+		if a.Export, err = export.New(a.cfg.Export, deps); err != nil {
+			return err
+		}
+		services = append(services, a.Export)
 	}
 	if a.cfg.Runs(TargetQuery) {
 		qc := a.cfg.Query

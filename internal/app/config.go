@@ -16,6 +16,7 @@ import (
 	"github.com/logtally/logtally/internal/topology"
 	"github.com/logtally/logtally/services/aggregator"
 	"github.com/logtally/logtally/services/detector"
+	"github.com/logtally/logtally/services/export"
 	"github.com/logtally/logtally/services/ingest"
 	"github.com/logtally/logtally/services/parser"
 	"github.com/logtally/logtally/services/query"
@@ -29,9 +30,10 @@ const (
 	TargetAggregator = "aggregator"
 	TargetQuery      = "query"
 	TargetDetector   = "detector"
+	TargetExport     = "export"
 )
 
-var allTargets = []string{TargetIngest, TargetParser, TargetAggregator, TargetQuery, TargetDetector}
+var allTargets = []string{TargetIngest, TargetParser, TargetAggregator, TargetQuery, TargetDetector, TargetExport}
 
 // Config is the root configuration; each component registers its own flags.
 type Config struct {
@@ -58,11 +60,12 @@ type Config struct {
 	Aggregator aggregator.Config `yaml:"aggregator"`
 	Query      query.Config      `yaml:"query"`
 	Detector   detector.Config   `yaml:"detector"`
+	Export     export.Config     `yaml:"export"`
 }
 
 // RegisterFlags registers every flag of the binary.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
-	f.StringVar(&c.Target, "target", TargetAll, "what to run: all, or a comma list of ingest, parser, aggregator, query, detector")
+	f.StringVar(&c.Target, "target", TargetAll, "what to run: all, or a comma list of ingest, parser, aggregator, query, detector, export")
 	f.StringVar(&c.ConfigFile, config.FileFlag, "", "YAML config file; keys nest by the dots of flag names")
 	f.StringVar(&c.DataDir, "data.dir", "./data", "directory of the embedded NATS server's JetStream data")
 	f.StringVar(&c.HTTPAddr, "http.addr", ":8080", "HTTP address: API, ingest, /healthz, /readyz, /metrics, dashboard")
@@ -84,6 +87,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Aggregator.RegisterFlags(f)
 	c.Query.RegisterFlags(f)
 	c.Detector.RegisterFlags(f)
+	c.Export.RegisterFlags(f)
 }
 
 // Targets returns the components to run.
@@ -99,7 +103,7 @@ func (c *Config) Targets() ([]string, error) {
 				out = append(out, t)
 			}
 		default:
-			return nil, fmt.Errorf("unknown target %q (want all, ingest, parser, aggregator, query)", t)
+			return nil, fmt.Errorf("unknown target %q (want all, ingest, parser, aggregator, query, detector, export)", t)
 		}
 	}
 	if len(out) == 0 {
@@ -177,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runs(TargetDetector) {
 		errs = append(errs, c.Detector.Validate())
+	}
+	if c.Runs(TargetExport) {
+		errs = append(errs, c.Export.Validate())
 	}
 	return errors.Join(errs...)
 }

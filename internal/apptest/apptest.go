@@ -103,3 +103,34 @@ func Eventually(t testing.TB, what string, timeout time.Duration, ok func() bool
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Metric is the value of the first series of name (counter or gauge) with
+// the label pairs kv, 0 when there is none.
+func Metric(t testing.TB, a *app.App, name string, kv ...string) float64 {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i < len(kv); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == kv[i] && l.GetValue() == kv[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -696,19 +696,36 @@ func (m *merged) next() (Entry, bool, error) {
 	return out, true, nil
 }
 
-// ReadAll returns every entry of a window, merged across its runs and its
-// inline entries, reading chunks from the stream leader. It holds the whole
-// window in memory: for tests, tools and small windows.
-func (s *Store) ReadAll(ctx context.Context, key string, m *Manifest) ([]Entry, error) {
+// Entries streams the entries of one window in address order.
+type Entries struct {
+	src entrySource
+}
+
+// Next returns the next entry; false once every entry was returned. An
+// error wrapping ErrConflict means the window was rewritten while it was
+// read: load its manifest again and start over.
+func (it *Entries) Next() (Entry, bool, error) { return it.src.next() }
+
+// Entries returns every entry of window key as of manifest m, merged
+// across its runs and its inline entries, reading one chunk of each run at
+// a time (from a replica, checked against the run's generation): memory
+// stays a few chunks whatever the size of the window.
+func (s *Store) Entries(ctx context.Context, key string, m *Manifest) *Entries {
 	var st Stats
 	srcs := []entrySource{sliceSource(m.Inline)}
 	for i := range m.Runs {
 		srcs = append(srcs, s.runSource(ctx, key, &m.Runs[i], &st))
 	}
-	src := mergeSources(srcs)
+	return &Entries{src: mergeSources(srcs)}
+}
+
+// ReadAll returns every entry of a window (Entries, collected). It holds
+// the whole window in memory: for tests, tools and small windows.
+func (s *Store) ReadAll(ctx context.Context, key string, m *Manifest) ([]Entry, error) {
+	it := s.Entries(ctx, key, m)
 	var out []Entry
 	for {
-		e, ok, err := src.next()
+		e, ok, err := it.Next()
 		if err != nil {
 			return nil, err
 		}

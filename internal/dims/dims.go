@@ -159,6 +159,17 @@ func NameKey(k [counts.AddrLen]byte) string {
 	return hex.EncodeToString(b[:])
 }
 
+// ParseNameKey is the inverse of NameKey.
+func ParseNameKey(s string) (k [counts.AddrLen]byte, ok bool) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != counts.AddrLen-1 {
+		return k, false
+	}
+	k[0], k[1] = b[0], hashed
+	copy(k[2:], b[1:])
+	return k, true
+}
+
 // Range is the prefix holding every key of field d, in the address form
 // the windows reader filters by (counts.Unpack).
 func Range(d Dim) netip.Prefix {

@@ -71,3 +71,19 @@ func TestParse(t *testing.T) {
 		t.Fatalf("Parse(referer): %v", err)
 	}
 }
+
+func TestParseNameKey(t *testing.T) {
+	k, hashed := Key(Path, []byte("/a/path/longer/than/fourteen/bytes"))
+	if !hashed {
+		t.Fatal("want a hashed key")
+	}
+	got, ok := ParseNameKey(NameKey(k))
+	if !ok || got != k {
+		t.Fatalf("ParseNameKey(NameKey(k)) = %x, %v; want %x", got, ok, k)
+	}
+	for _, bad := range []string{"", "zz", NameKey(k)[2:], NameKey(k) + "00"} {
+		if _, ok := ParseNameKey(bad); ok {
+			t.Errorf("ParseNameKey(%q) accepted", bad)
+		}
+	}
+}

@@ -235,11 +235,11 @@ func (x *index) run(ctx context.Context) {
 	}
 }
 
-// stopWatch ends a KV watch in the background: unsubscribing can wait for a
+// StopWatch ends a KV watch in the background: unsubscribing can wait for a
 // request timeout while NATS is down, and must not hold up Stop. Draining
 // lets a callback blocked on the full channel finish, so the watcher's
 // close handler runs.
-func stopWatch(w jetstream.KeyWatcher) {
+func StopWatch(w jetstream.KeyWatcher) {
 	go func() {
 		_ = w.Stop()
 		timeout := time.After(30 * time.Second)
@@ -261,7 +261,7 @@ func (x *index) watchOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer stopWatch(w)
+	defer StopWatch(w)
 	fresh := map[int64][]uint64{}
 	freshKeys := 0
 	replaying := true

@@ -55,7 +55,7 @@ func (l *lostBatches) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer stopWatch(w)
+	defer StopWatch(w)
 	for {
 		select {
 		case <-ctx.Done():

@@ -3,10 +3,7 @@ package windows
 import (
 	"cmp"
 	"context"
-	"errors"
-	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,14 +22,8 @@ type Values struct {
 	r     *Reader
 	js    jetstream.JetStream
 	log   hclog.Logger
-	names jetstream.KeyValue
-
-	mu   sync.Mutex
-	text map[[counts.AddrLen]byte]string
+	names *Names
 }
-
-// maxNames bounds the cached texts of hashed values.
-const maxNames = 1 << 16
 
 // NewValues returns a reader of the dims windows of resolutions.
 func NewValues(cfg Config, js jetstream.JetStream, partitions int, resolutions []topology.Resolution, log hclog.Logger) (*Values, error) {
@@ -40,7 +31,7 @@ func NewValues(cfg Config, js jetstream.JetStream, partitions int, resolutions [
 	if err != nil {
 		return nil, err
 	}
-	return &Values{r: r, js: js, log: log, text: map[[counts.AddrLen]byte]string{}}, nil
+	return &Values{r: r, js: js, log: log}, nil
 }
 
 // Reader is the underlying reader of the dims buckets.
@@ -48,11 +39,11 @@ func (v *Values) Reader() *Reader { return v.r }
 
 // Start opens the buckets and starts the index watches.
 func (v *Values) Start(ctx context.Context) error {
-	kv, err := v.js.KeyValue(ctx, topology.NamesBucket)
+	names, err := OpenNames(ctx, v.js, v.log)
 	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", topology.NamesBucket, err)
+		return err
 	}
-	v.names = kv
+	v.names = names
 	return v.r.Start(ctx)
 }
 
@@ -120,40 +111,11 @@ func (v *Values) Top(ctx context.Context, rg Range, d dims.Dim, class counts.Cla
 	for i, it := range top.Items {
 		k := it.IP.As16()
 		res.Items[i] = ValueCount{Count: it.Count, Counters: it.Counters}
-		res.Items[i].Value, res.Items[i].Known = v.name(ctx, k)
+		res.Items[i].Value, res.Items[i].Known = v.names.Text(ctx, k)
 		listed += it.Count
 	}
 	if t := res.Total.Get(class); t > listed {
 		res.Other = t - listed
 	}
 	return res, nil
-}
-
-// name returns the text of key k.
-func (v *Values) name(ctx context.Context, k [counts.AddrLen]byte) (string, bool) {
-	_, text, hashed := dims.Decode(k)
-	if !hashed {
-		return text, true
-	}
-	v.mu.Lock()
-	t, ok := v.text[k]
-	v.mu.Unlock()
-	if ok {
-		return t, true
-	}
-	e, err := v.names.Get(ctx, dims.NameKey(k))
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			v.log.Warn("read name of a hashed value", "key", dims.NameKey(k), "error", err)
-		}
-		return "#" + dims.NameKey(k), false
-	}
-	t = string(e.Value())
-	v.mu.Lock()
-	if len(v.text) >= maxNames {
-		clear(v.text)
-	}
-	v.text[k] = t
-	v.mu.Unlock()
-	return t, true
 }

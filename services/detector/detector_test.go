@@ -83,39 +83,9 @@ rules:
 			t.Fatalf("%s served as %s %s", k, d.Scope(), d.Value())
 		}
 	}
-	if v := metric(t, a, "logtally_detector_decisions_total", "rule", "net-flood", "outcome", "allowed"); v == 0 {
+	if v := apptest.Metric(t, a, "logtally_detector_decisions_total", "rule", "net-flood", "outcome", "allowed"); v == 0 {
 		t.Error("the allowed network was not counted as allowed")
 	}
-}
-
-// metric is the value of the series of name with the label pairs kv.
-func metric(t *testing.T, a *app.App, name string, kv ...string) float64 {
-	t.Helper()
-	mfs, err := a.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i < len(kv); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == kv[i] && l.GetValue() == kv[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return 0
 }
 
 // With more keys over the threshold than -detector.max-offenders and a
@@ -140,10 +110,10 @@ func TestManyOffenders(t *testing.T) {
 	if len(got) != n {
 		t.Fatalf("%d decisions, want %d", len(got), n)
 	}
-	if v := metric(t, a, "logtally_detector_offenders_truncated_total", "rule", "flood"); v == 0 {
+	if v := apptest.Metric(t, a, "logtally_detector_offenders_truncated_total", "rule", "flood"); v == 0 {
 		t.Error("offenders_truncated_total is 0")
 	}
-	if v := metric(t, a, "logtally_detector_rate_limited_total", "rule", "flood"); v == 0 {
+	if v := apptest.Metric(t, a, "logtally_detector_rate_limited_total", "rule", "flood"); v == 0 {
 		t.Error("rate_limited_total is 0")
 	}
 }
