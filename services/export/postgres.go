@@ -342,6 +342,10 @@ func (p *postgres) write(ctx context.Context, w *window) (bool, error) {
 				b.Queue(upsertSQL(d), res, start)
 				p.s.m.rows.WithLabelValues(p.name(), table(d)).Add(float64(fields[d]))
 				if others[d] {
+					// Partitions of one window sum into one (other) row:
+					// one transaction at a time, so that each sees the
+					// remainders the others committed.
+					b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("logtally other %s %s %d", d, res, w.ref.start))
 					q := otherSQL(d)
 					b.Queue(q[0], res, start, w.ref.part)
 					b.Queue(q[1], res, start)
