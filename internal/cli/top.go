@@ -25,8 +25,10 @@ type TopItem struct {
 
 // TopAnswer is the body of GET /api/v1/top.
 type TopAnswer struct {
-	From  string    `json:"from"`
-	To    string    `json:"to"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Class is what the items are ranked by (requests when empty).
+	Class string    `json:"class"`
 	Items []TopItem `json:"items"`
 }
 
@@ -38,24 +40,34 @@ type TotalsAnswer struct {
 	Late        int64  `json:"late"`
 	From        string `json:"from"`
 	To          string `json:"to"`
+	Status4xx   int64  `json:"status_4xx"`
+	Status5xx   int64  `json:"status_5xx"`
 }
 
 // DefaultBarWidth is the bar width RenderTop uses when it is given no
 // terminal width (width <= 0), e.g. when stdout is a pipe or a file.
 const DefaultBarWidth = 40
 
-const topSynopsis = "logtally top [--addr URL] [--last 5m | --from TIME --to TIME] [-n 10] [--json] [--watch]"
+const topSynopsis = "logtally top [--addr URL] [--by ip|status|method|path|vhost|ua|os|program|event] [--status 4xx|5xx] [--last 5m | --from TIME --to TIME] [-n 10] [--json] [--watch]"
 
 const topDescription = `Shows the IPs with the most requests in a time range, fetched from a running
 logtally server. --from/--to take RFC 3339 times (2024-05-01T12:00:00Z) and
 replace --last. --json prints the server's /api/v1/top answer unchanged.
 --watch keeps the table open and redraws it whenever the server pushes a
 change (Server-Sent Events, no polling); with --json it prints one JSON
-object per update instead (NDJSON).`
+object per update instead (NDJSON).
+
+--by ranks the values of another field instead of the IPs (docs/fields.md):
+the table shows each value's count and class counters, then the exact
+remainder of the field (other) and its total. --status 4xx (or 5xx) ranks
+by that class instead of requests; the windows count classes, not single
+status codes (for those: --by status). --watch shows IPs only.`
 
 // topOptions are the parsed flags of the top subcommand.
 type topOptions struct {
 	addr    string
+	by      string
+	status  string
 	last    string
 	from    string
 	to      string
@@ -69,6 +81,8 @@ func parseTopFlags(args []string, stderr io.Writer) (topOptions, error) {
 	var o topOptions
 	fs := newFlagSet("top", topSynopsis, topDescription, stderr)
 	fs.StringVar(&o.addr, "addr", DefaultAddr, "base `URL` of the logtally HTTP API")
+	fs.StringVar(&o.by, "by", "ip", "`field` to rank: ip, status, method, path, vhost, ua, os, program or event")
+	fs.StringVar(&o.status, "status", "", "rank by a status `class`, 4xx or 5xx, instead of requests")
 	fs.StringVar(&o.last, "last", "5m", "time range ending now, e.g. 30s, 5m, 1h (ignored with --from/--to)")
 	fs.StringVar(&o.from, "from", "", "start of the range, RFC 3339 `time`")
 	fs.StringVar(&o.to, "to", "", "end of the range, RFC 3339 `time`")
@@ -89,6 +103,12 @@ func parseTopFlags(args []string, stderr io.Writer) (topOptions, error) {
 	if o.n <= 0 {
 		return o, fmt.Errorf("top: -n must be positive, got %d", o.n)
 	}
+	if o.by = strings.TrimSpace(o.by); o.by == "" {
+		o.by = "ip"
+	}
+	if o.watch && o.by != "ip" {
+		return o, fmt.Errorf("top: --watch shows IPs only, not --by %s", o.by)
+	}
 	if o.from != "" || o.to != "" {
 		if flagWasSet(fs, "last") {
 			return o, errors.New("top: --last cannot be combined with --from/--to")
@@ -106,6 +126,20 @@ func parseTopFlags(args []string, stderr io.Writer) (topOptions, error) {
 		return o, errors.New("top: --last must not be empty")
 	}
 	return o, nil
+}
+
+// topQuery holds the parameters of /top and /watch/top: the range, n,
+// status and, for a field, by.
+func (o topOptions) topQuery() url.Values {
+	q := o.rangeQuery()
+	q.Set("n", strconv.Itoa(o.n))
+	if o.by != "ip" {
+		q.Set("by", o.by)
+	}
+	if o.status != "" {
+		q.Set("status", o.status)
+	}
+	return q
 }
 
 // rangeQuery holds the range parameters shared by /top and /totals.
@@ -145,8 +179,7 @@ func Top(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return watchTop(ctx, o, base, client, out, stderr)
 	}
 
-	topQ := o.rangeQuery()
-	topQ.Set("n", strconv.Itoa(o.n))
+	topQ := o.topQuery()
 	if o.json {
 		body, err := getJSON(ctx, client, base, "/api/v1/top", topQ, nil)
 		if err != nil {
@@ -157,6 +190,9 @@ func Top(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		_, err = stdout.Write(body)
 		return err
+	}
+	if o.by != "ip" {
+		return topValues(ctx, o, base, client, stdout)
 	}
 
 	var (
@@ -177,6 +213,20 @@ func Top(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	width, _ := terminalWidth(stdout)
 	return RenderTop(stdout, top, totals, width)
+}
+
+// classTotal is the total of the class top is ranked by, when totals
+// carries it.
+func classTotal(class string, totals TotalsAnswer) (int64, bool) {
+	switch class {
+	case "", "requests":
+		return totals.Requests, true
+	case "4xx":
+		return totals.Status4xx, true
+	case "5xx":
+		return totals.Status5xx, true
+	}
+	return 0, false
 }
 
 // getJSON GETs base+path?q, returns the body of a 2xx answer and, when into
@@ -283,14 +333,14 @@ func RenderTop(w io.Writer, top TopAnswer, totals TotalsAnswer, width int) error
 
 	var lines []string
 	lines = append(lines,
-		fmt.Sprintf("top %d IPs · %s", len(items), formatRange(top.From, top.To)),
+		fmt.Sprintf("top %d IPs%s · %s", len(items), byClass(top.Class), formatRange(top.From, top.To)),
 		fmt.Sprintf("requests %s · distinct IPs %s · dead letters %s · late %s",
 			formatCount(totals.Requests), formatCount(totals.DistinctIPs),
 			formatCount(totals.DeadLetters), formatCount(totals.Late)),
 		"")
 
 	if len(items) == 0 {
-		lines = append(lines, "no requests in this range")
+		lines = append(lines, "no "+className(top.Class)+" in this range")
 	} else {
 		var sum, maxCount int64
 		counts := make([]string, len(items))
@@ -323,10 +373,10 @@ func RenderTop(w io.Writer, top TopAnswer, totals TotalsAnswer, width int) error
 			}
 			lines = append(lines, row)
 		}
-		footer := fmt.Sprintf("listed %s requests", formatCount(sum))
-		if totals.Requests > 0 {
-			footer += fmt.Sprintf(" of %s (%.1f%%)", formatCount(totals.Requests),
-				float64(sum)/float64(totals.Requests)*100)
+		footer := fmt.Sprintf("listed %s %s", formatCount(sum), className(top.Class))
+		if total, ok := classTotal(top.Class, totals); ok && total > 0 {
+			footer += fmt.Sprintf(" of %s (%.1f%%)", formatCount(total),
+				float64(sum)/float64(total)*100)
 		}
 		lines = append(lines, "", footer)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -199,8 +198,7 @@ type watchUpdate struct {
 
 // watchTop runs `logtally top --watch`.
 func watchTop(ctx context.Context, o topOptions, base string, client *http.Client, out watchOutput, stderr io.Writer) error {
-	topQ := o.rangeQuery()
-	topQ.Set("n", strconv.Itoa(o.n))
+	topQ := o.topQuery()
 	if o.json {
 		return streamSSE(ctx, client, base, "/api/v1/watch/top", topQ, func(data []byte) error {
 			if !json.Valid(data) {

@@ -20,7 +20,7 @@ var apiPaths = []string{
 }
 
 // FuzzQueryAPI sends arbitrary query strings (n, last, from, to, step,
-// cidr, class, anything) and IP path segments to every HTTP endpoint of a running
+// cidr, class, status, by, path, anything) and IP path segments to every HTTP endpoint of a running
 // query service with data in it. Every answer must be 200 or a 4xx with a
 // JSON error message: never a 5xx, a panic or a hang.
 func FuzzQueryAPI(f *testing.F) {
@@ -37,6 +37,8 @@ func FuzzQueryAPI(f *testing.F) {
 		{0, "", "last=5m&last=6m&n=1&n=2"}, {2, "", "last=%00"}, {0, "", "n=%ff%fe"},
 		{0, "", "n=3&from=2026-11-24T09:00:00Z&to=2026-11-24T11:00:00Z"}, {1, "10.0.1.1", "from=2026-11-24T09:00:00Z&to=2026-11-24T11:00:00Z&step=5m"},
 		{0, "", "class=4xx&n=3"}, {0, "", "class=bytes&cidr=10.0.0.0/8&n=2"}, {0, "", "class=%00"}, {5, "", "class=auth_failure&n=1"}, {0, "", "class=requests&class=5xx"},
+		{0, "", "status=4xx&n=3"}, {0, "", "status=404"}, {0, "", "status=4xx&class=5xx"}, {0, "", "status=5XX&class=5xx"}, {0, "", "status="},
+		{0, "", "by=status&status=5xx&n=2"}, {0, "", "by=path&status=404"}, {0, "", "by=path&path=/api/"}, {0, "", "path=%00"}, {5, "", "status=4xx&n=1"},
 	} {
 		f.Add(s.path, s.ip, s.q)
 	}

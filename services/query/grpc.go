@@ -79,7 +79,7 @@ func topNFromProto(n uint32) int {
 
 func (g *grpcServer) Top(ctx context.Context, req *logtallyv1.TopRequest) (_ *logtallyv1.TopResponse, err error) {
 	defer func(start time.Time) { g.s.observe("top", "grpc", start, err) }(time.Now())
-	class, err := parseClass(req.GetClass())
+	tq, err := topQueryFromProto(req.GetN(), req.GetClass(), req.GetStatus(), req.GetCidr())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -90,7 +90,7 @@ func (g *grpcServer) Top(ctx context.Context, req *logtallyv1.TopRequest) (_ *lo
 	if err := g.s.waitStarted(); err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := g.s.reader.Top(ctx, r, windows.TopQuery{N: topNFromProto(req.GetN()), Class: class})
+	res, err := g.s.reader.Top(ctx, r, tq)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -165,11 +165,10 @@ func (g *grpcServer) WatchTop(req *logtallyv1.WatchTopRequest, stream grpc.Serve
 	if err != nil {
 		return toStatus(err)
 	}
-	class, err := parseClass(req.GetClass())
+	tq, err := topQueryFromProto(req.GetN(), req.GetClass(), req.GetStatus(), req.GetCidr())
 	if err != nil {
 		return toStatus(err)
 	}
-	tq := windows.TopQuery{N: topNFromProto(req.GetN()), Class: class}
 	err = g.s.watchTop(stream.Context(), sp, tq, func(res windows.TopResult) error {
 		return stream.Send(&logtallyv1.WatchTopResponse{Top: topToProto(res)})
 	})

@@ -70,7 +70,7 @@ func countersToJSON(c counts.Counters) countersJSON {
 
 // registerHTTP adds the JSON API:
 //
-//	GET /api/v1/top?n=10&class=requests&last=5m | from=&to= [&cidr=]
+//	GET /api/v1/top?n=10&class=requests|status=4xx&last=5m | from=&to= [&cidr=] [&by=<field>]
 //	GET /api/v1/ips/{ip}?last=…|from=&to=&step=1m
 //	GET /api/v1/totals?last=…|from=&to=
 //
@@ -133,7 +133,7 @@ func parseClass(v string) (counts.Class, error) {
 	return c, nil
 }
 
-// topQuery reads n, class and cidr.
+// topQuery reads n, class (or its alias status, filters.go) and cidr.
 func (s *Service) topQuery(r *http.Request) (windows.TopQuery, error) {
 	q := r.URL.Query()
 	n, err := s.httpN(r)
@@ -141,7 +141,10 @@ func (s *Service) topQuery(r *http.Request) (windows.TopQuery, error) {
 		return windows.TopQuery{}, err
 	}
 	tq := windows.TopQuery{N: n}
-	if tq.Class, err = parseClass(q.Get("class")); err != nil {
+	if tq.Class, err = httpClass(q, "ip"); err != nil {
+		return windows.TopQuery{}, err
+	}
+	if err = refusePath(q, "ip"); err != nil {
 		return windows.TopQuery{}, err
 	}
 	if q.Has("cidr") {

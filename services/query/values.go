@@ -40,7 +40,7 @@ type valueItemJSON struct {
 // (cidr=, asn=, country=) do not apply to them.
 func (s *Service) handleTopValues(w http.ResponseWriter, r *http.Request, by string) {
 	var err error
-	defer func(start time.Time) { s.observe("top_"+by, "http", start, err) }(time.Now())
+	defer func(start time.Time) { s.observe(valuesOp(by), "http", start, err) }(time.Now())
 	d, err := dims.Parse(by)
 	if err != nil {
 		err = windows.Invalidf("by=%s is not known: want ip or one of %v", by, dims.Names())
@@ -60,7 +60,11 @@ func (s *Service) handleTopValues(w http.ResponseWriter, r *http.Request, by str
 		writeErr(w, err)
 		return
 	}
-	class, err := parseClass(q.Get("class"))
+	if err = refusePath(q, by); err != nil {
+		writeErr(w, err)
+		return
+	}
+	class, err := httpClass(q, by)
 	if err != nil {
 		writeErr(w, err)
 		return

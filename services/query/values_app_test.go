@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/apptest"
 	"github.com/logtally/logtally/internal/dims"
 )
@@ -38,13 +39,14 @@ type valuesAnswer struct {
 	Class string      `json:"class"`
 	Items []valueItem `json:"items"`
 	Other uint64      `json:"other"`
+	Total valueTotal  `json:"total"`
 }
 
 // The fields beyond the IP are counted exactly through the whole pipeline:
 // lines of every kind go in over real sockets, and /api/v1/top?by=<field>
 // must equal a reference counted here from the same lines, for every field,
 // for a top-n shorter than the field's values (with the exact remainder in
-// other) and for other classes.
+// other) and for other classes; gRPC TopValues must give the same answers.
 func TestFieldValuesMatchReference(t *testing.T) {
 	a := apptest.Start(t, "-parser.partitions=4")
 	rnd := rand.New(rand.NewPCG(7, 12))
@@ -200,6 +202,7 @@ func TestFieldValuesMatchReference(t *testing.T) {
 		return all, total - listed
 	}
 	fields := []string{"status", "method", "path", "vhost", "ua", "os", "program", "event"}
+	grpcClient := queryClient(t, a)
 	// Wait for the last line to be counted (the syslog lines come last).
 	apptest.Eventually(t, "all lines counted", 30*time.Second, func() bool {
 		got, code := get("/api/v1/top?by=program&" + rq)
@@ -220,6 +223,8 @@ func TestFieldValuesMatchReference(t *testing.T) {
 				if code != 200 {
 					t.Fatalf("%s: HTTP %d", q, code)
 				}
+				// gRPC TopValues gives the same answer.
+				checkGRPCValues(t, grpcClient, got, &logtallyv1.TopValuesRequest{Field: field, Class: class, N: uint32(n), Range: pbRangeOf(from, from.Add(time.Minute))})
 				items, other := want(field, class, n)
 				if len(got.Items) != len(items) || got.Other != other || got.By != field || got.Class != class {
 					t.Fatalf("%s:\n got %+v\nwant items %+v other %d", q, got, items, other)

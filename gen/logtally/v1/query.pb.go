@@ -168,7 +168,14 @@ type TopRequest struct {
 	N     uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
 	// class ranks by one counter: requests (default when empty), 4xx, 5xx,
 	// auth_failure or bytes.
-	Class         string `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
+	Class string `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
+	// cidr, when not empty, keeps only the IPs inside the prefix
+	// (203.0.113.0/24, 2001:db8::/32), as HTTP's cidr=.
+	Cidr string `protobuf:"bytes,4,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	// status is an alias of class: 4xx or 5xx. The per-IP windows count
+	// classes, not codes: an exact code (404) is InvalidArgument, and so is
+	// a class that differs.
+	Status        string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +227,20 @@ func (x *TopRequest) GetN() uint32 {
 func (x *TopRequest) GetClass() string {
 	if x != nil {
 		return x.Class
+	}
+	return ""
+}
+
+func (x *TopRequest) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+func (x *TopRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
 	}
 	return ""
 }
@@ -358,8 +379,10 @@ type WatchTopRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Range *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	N     uint32                 `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
-	// class as in TopRequest.
+	// class, cidr and status as in TopRequest.
 	Class         string `protobuf:"bytes,3,opt,name=class,proto3" json:"class,omitempty"`
+	Cidr          string `protobuf:"bytes,4,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	Status        string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +438,20 @@ func (x *WatchTopRequest) GetClass() string {
 	return ""
 }
 
+func (x *WatchTopRequest) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+func (x *WatchTopRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
 type WatchTopResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Top           *TopResponse           `protobuf:"bytes,1,opt,name=top,proto3" json:"top,omitempty"`
@@ -459,6 +496,374 @@ func (x *WatchTopResponse) GetTop() *TopResponse {
 	return nil
 }
 
+type TopValuesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field is one of status, method, path, vhost, ua, os, program, event.
+	Field string     `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	Range *TimeRange `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	// n is the number of values, 10 when 0.
+	N uint32 `protobuf:"varint,3,opt,name=n,proto3" json:"n,omitempty"`
+	// class as in TopRequest.
+	Class string `protobuf:"bytes,4,opt,name=class,proto3" json:"class,omitempty"`
+	// status as in TopRequest: 4xx or 5xx, an alias of class.
+	Status        string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopValuesRequest) Reset() {
+	*x = TopValuesRequest{}
+	mi := &file_logtally_v1_query_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopValuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopValuesRequest) ProtoMessage() {}
+
+func (x *TopValuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_query_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopValuesRequest.ProtoReflect.Descriptor instead.
+func (*TopValuesRequest) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TopValuesRequest) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *TopValuesRequest) GetRange() *TimeRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *TopValuesRequest) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *TopValuesRequest) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *TopValuesRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type ValueCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// value is the field's text. For a long value whose text is not in the
+	// names bucket, known is false and value is "#" and the hex of its key.
+	Value string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Known bool   `protobuf:"varint,2,opt,name=known,proto3" json:"known,omitempty"`
+	// count is the ranked class's counter.
+	Count         uint64         `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Counters      *ClassCounters `protobuf:"bytes,4,opt,name=counters,proto3" json:"counters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValueCount) Reset() {
+	*x = ValueCount{}
+	mi := &file_logtally_v1_query_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValueCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValueCount) ProtoMessage() {}
+
+func (x *ValueCount) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_query_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValueCount.ProtoReflect.Descriptor instead.
+func (*ValueCount) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ValueCount) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *ValueCount) GetKnown() bool {
+	if x != nil {
+		return x.Known
+	}
+	return false
+}
+
+func (x *ValueCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ValueCount) GetCounters() *ClassCounters {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+type TopValuesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Field string                 `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	// class is the class the items are ranked by.
+	Class string        `protobuf:"bytes,4,opt,name=class,proto3" json:"class,omitempty"`
+	Items []*ValueCount `protobuf:"bytes,5,rep,name=items,proto3" json:"items,omitempty"`
+	// other is the ranked class summed over every value not listed, exactly
+	// (total's counter of the class minus the listed counts).
+	Other uint64 `protobuf:"varint,6,opt,name=other,proto3" json:"other,omitempty"`
+	// total is the field's counters over every value in the range.
+	Total         *ClassCounters `protobuf:"bytes,7,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopValuesResponse) Reset() {
+	*x = TopValuesResponse{}
+	mi := &file_logtally_v1_query_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopValuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopValuesResponse) ProtoMessage() {}
+
+func (x *TopValuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_query_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopValuesResponse.ProtoReflect.Descriptor instead.
+func (*TopValuesResponse) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TopValuesResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *TopValuesResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *TopValuesResponse) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *TopValuesResponse) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *TopValuesResponse) GetItems() []*ValueCount {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *TopValuesResponse) GetOther() uint64 {
+	if x != nil {
+		return x.Other
+	}
+	return 0
+}
+
+func (x *TopValuesResponse) GetTotal() *ClassCounters {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+type WatchTopValuesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field, n, class and status as in TopValuesRequest.
+	Field         string     `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	Range         *TimeRange `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	N             uint32     `protobuf:"varint,3,opt,name=n,proto3" json:"n,omitempty"`
+	Class         string     `protobuf:"bytes,4,opt,name=class,proto3" json:"class,omitempty"`
+	Status        string     `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTopValuesRequest) Reset() {
+	*x = WatchTopValuesRequest{}
+	mi := &file_logtally_v1_query_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTopValuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTopValuesRequest) ProtoMessage() {}
+
+func (x *WatchTopValuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_query_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTopValuesRequest.ProtoReflect.Descriptor instead.
+func (*WatchTopValuesRequest) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WatchTopValuesRequest) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *WatchTopValuesRequest) GetRange() *TimeRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *WatchTopValuesRequest) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *WatchTopValuesRequest) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *WatchTopValuesRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type WatchTopValuesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Top           *TopValuesResponse     `protobuf:"bytes,1,opt,name=top,proto3" json:"top,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTopValuesResponse) Reset() {
+	*x = WatchTopValuesResponse{}
+	mi := &file_logtally_v1_query_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTopValuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTopValuesResponse) ProtoMessage() {}
+
+func (x *WatchTopValuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_logtally_v1_query_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTopValuesResponse.ProtoReflect.Descriptor instead.
+func (*WatchTopValuesResponse) Descriptor() ([]byte, []int) {
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchTopValuesResponse) GetTop() *TopValuesResponse {
+	if x != nil {
+		return x.Top
+	}
+	return nil
+}
+
 type IPSeriesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
@@ -470,7 +875,7 @@ type IPSeriesRequest struct {
 
 func (x *IPSeriesRequest) Reset() {
 	*x = IPSeriesRequest{}
-	mi := &file_logtally_v1_query_proto_msgTypes[7]
+	mi := &file_logtally_v1_query_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +887,7 @@ func (x *IPSeriesRequest) String() string {
 func (*IPSeriesRequest) ProtoMessage() {}
 
 func (x *IPSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[7]
+	mi := &file_logtally_v1_query_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +900,7 @@ func (x *IPSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPSeriesRequest.ProtoReflect.Descriptor instead.
 func (*IPSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{7}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IPSeriesRequest) GetIp() string {
@@ -531,7 +936,7 @@ type SeriesPoint struct {
 
 func (x *SeriesPoint) Reset() {
 	*x = SeriesPoint{}
-	mi := &file_logtally_v1_query_proto_msgTypes[8]
+	mi := &file_logtally_v1_query_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +948,7 @@ func (x *SeriesPoint) String() string {
 func (*SeriesPoint) ProtoMessage() {}
 
 func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[8]
+	mi := &file_logtally_v1_query_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +961,7 @@ func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesPoint.ProtoReflect.Descriptor instead.
 func (*SeriesPoint) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{8}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SeriesPoint) GetStart() *timestamppb.Timestamp {
@@ -595,7 +1000,7 @@ type IPSeriesResponse struct {
 
 func (x *IPSeriesResponse) Reset() {
 	*x = IPSeriesResponse{}
-	mi := &file_logtally_v1_query_proto_msgTypes[9]
+	mi := &file_logtally_v1_query_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +1012,7 @@ func (x *IPSeriesResponse) String() string {
 func (*IPSeriesResponse) ProtoMessage() {}
 
 func (x *IPSeriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[9]
+	mi := &file_logtally_v1_query_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +1025,7 @@ func (x *IPSeriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPSeriesResponse.ProtoReflect.Descriptor instead.
 func (*IPSeriesResponse) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{9}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IPSeriesResponse) GetIp() string {
@@ -674,7 +1079,7 @@ type TotalsRequest struct {
 
 func (x *TotalsRequest) Reset() {
 	*x = TotalsRequest{}
-	mi := &file_logtally_v1_query_proto_msgTypes[10]
+	mi := &file_logtally_v1_query_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +1091,7 @@ func (x *TotalsRequest) String() string {
 func (*TotalsRequest) ProtoMessage() {}
 
 func (x *TotalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[10]
+	mi := &file_logtally_v1_query_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +1104,7 @@ func (x *TotalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotalsRequest.ProtoReflect.Descriptor instead.
 func (*TotalsRequest) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{10}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TotalsRequest) GetRange() *TimeRange {
@@ -729,7 +1134,7 @@ type TotalsResponse struct {
 
 func (x *TotalsResponse) Reset() {
 	*x = TotalsResponse{}
-	mi := &file_logtally_v1_query_proto_msgTypes[11]
+	mi := &file_logtally_v1_query_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +1146,7 @@ func (x *TotalsResponse) String() string {
 func (*TotalsResponse) ProtoMessage() {}
 
 func (x *TotalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logtally_v1_query_proto_msgTypes[11]
+	mi := &file_logtally_v1_query_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +1159,7 @@ func (x *TotalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotalsResponse.ProtoReflect.Descriptor instead.
 func (*TotalsResponse) Descriptor() ([]byte, []int) {
-	return file_logtally_v1_query_proto_rawDescGZIP(), []int{11}
+	return file_logtally_v1_query_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TotalsResponse) GetRequests() uint64 {
@@ -829,12 +1234,14 @@ const file_logtally_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"status_5xx\x18\x03 \x01(\x04R\tstatus5xx\x12#\n" +
 	"\rauth_failures\x18\x04 \x01(\x04R\fauthFailures\x12\x14\n" +
-	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"^\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"\x8a\x01\n" +
 	"\n" +
 	"TopRequest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12\f\n" +
 	"\x01n\x18\x02 \x01(\rR\x01n\x12\x14\n" +
-	"\x05class\x18\x03 \x01(\tR\x05class\"g\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\x12\x12\n" +
+	"\x04cidr\x18\x04 \x01(\tR\x04cidr\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\"g\n" +
 	"\aIPCount\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\x126\n" +
@@ -843,13 +1250,43 @@ const file_logtally_v1_query_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12*\n" +
 	"\x05items\x18\x03 \x03(\v2\x14.logtally.v1.IPCountR\x05items\x12\x14\n" +
-	"\x05class\x18\x04 \x01(\tR\x05class\"c\n" +
+	"\x05class\x18\x04 \x01(\tR\x05class\"\x8f\x01\n" +
 	"\x0fWatchTopRequest\x12,\n" +
 	"\x05range\x18\x01 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12\f\n" +
 	"\x01n\x18\x02 \x01(\rR\x01n\x12\x14\n" +
-	"\x05class\x18\x03 \x01(\tR\x05class\">\n" +
+	"\x05class\x18\x03 \x01(\tR\x05class\x12\x12\n" +
+	"\x04cidr\x18\x04 \x01(\tR\x04cidr\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\">\n" +
 	"\x10WatchTopResponse\x12*\n" +
-	"\x03top\x18\x01 \x01(\v2\x18.logtally.v1.TopResponseR\x03top\"~\n" +
+	"\x03top\x18\x01 \x01(\v2\x18.logtally.v1.TopResponseR\x03top\"\x92\x01\n" +
+	"\x10TopValuesRequest\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12,\n" +
+	"\x05range\x18\x02 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12\f\n" +
+	"\x01n\x18\x03 \x01(\rR\x01n\x12\x14\n" +
+	"\x05class\x18\x04 \x01(\tR\x05class\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\"\x86\x01\n" +
+	"\n" +
+	"ValueCount\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
+	"\x05known\x18\x02 \x01(\bR\x05known\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x126\n" +
+	"\bcounters\x18\x04 \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\"\x92\x02\n" +
+	"\x11TopValuesResponse\x12.\n" +
+	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x14\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\x12\x14\n" +
+	"\x05class\x18\x04 \x01(\tR\x05class\x12-\n" +
+	"\x05items\x18\x05 \x03(\v2\x17.logtally.v1.ValueCountR\x05items\x12\x14\n" +
+	"\x05other\x18\x06 \x01(\x04R\x05other\x120\n" +
+	"\x05total\x18\a \x01(\v2\x1a.logtally.v1.ClassCountersR\x05total\"\x97\x01\n" +
+	"\x15WatchTopValuesRequest\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12,\n" +
+	"\x05range\x18\x02 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12\f\n" +
+	"\x01n\x18\x03 \x01(\rR\x01n\x12\x14\n" +
+	"\x05class\x18\x04 \x01(\tR\x05class\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\"J\n" +
+	"\x16WatchTopValuesResponse\x120\n" +
+	"\x03top\x18\x01 \x01(\v2\x1e.logtally.v1.TopValuesResponseR\x03top\"~\n" +
 	"\x0fIPSeriesRequest\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12,\n" +
 	"\x05range\x18\x02 \x01(\v2\x16.logtally.v1.TimeRangeR\x05range\x12-\n" +
@@ -875,12 +1312,14 @@ const file_logtally_v1_query_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x126\n" +
 	"\bcounters\x18\a \x01(\v2\x1a.logtally.v1.ClassCountersR\bcounters\x12!\n" +
-	"\flost_batches\x18\b \x01(\x04R\vlostBatches2\x9f\x02\n" +
+	"\flost_batches\x18\b \x01(\x04R\vlostBatches2\xc8\x03\n" +
 	"\fQueryService\x128\n" +
 	"\x03Top\x12\x17.logtally.v1.TopRequest\x1a\x18.logtally.v1.TopResponse\x12G\n" +
 	"\bIPSeries\x12\x1c.logtally.v1.IPSeriesRequest\x1a\x1d.logtally.v1.IPSeriesResponse\x12A\n" +
 	"\x06Totals\x12\x1a.logtally.v1.TotalsRequest\x1a\x1b.logtally.v1.TotalsResponse\x12I\n" +
-	"\bWatchTop\x12\x1c.logtally.v1.WatchTopRequest\x1a\x1d.logtally.v1.WatchTopResponse0\x01B\xa3\x01\n" +
+	"\bWatchTop\x12\x1c.logtally.v1.WatchTopRequest\x1a\x1d.logtally.v1.WatchTopResponse0\x01\x12J\n" +
+	"\tTopValues\x12\x1d.logtally.v1.TopValuesRequest\x1a\x1e.logtally.v1.TopValuesResponse\x12[\n" +
+	"\x0eWatchTopValues\x12\".logtally.v1.WatchTopValuesRequest\x1a#.logtally.v1.WatchTopValuesResponse0\x01B\xa3\x01\n" +
 	"\x0fcom.logtally.v1B\n" +
 	"QueryProtoP\x01Z7github.com/logtally/logtally/gen/logtally/v1;logtallyv1\xa2\x02\x03LXX\xaa\x02\vLogtally.V1\xca\x02\vLogtally\\V1\xe2\x02\x17Logtally\\V1\\GPBMetadata\xea\x02\fLogtally::V1b\x06proto3"
 
@@ -896,59 +1335,76 @@ func file_logtally_v1_query_proto_rawDescGZIP() []byte {
 	return file_logtally_v1_query_proto_rawDescData
 }
 
-var file_logtally_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_logtally_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_logtally_v1_query_proto_goTypes = []any{
-	(*TimeRange)(nil),             // 0: logtally.v1.TimeRange
-	(*ClassCounters)(nil),         // 1: logtally.v1.ClassCounters
-	(*TopRequest)(nil),            // 2: logtally.v1.TopRequest
-	(*IPCount)(nil),               // 3: logtally.v1.IPCount
-	(*TopResponse)(nil),           // 4: logtally.v1.TopResponse
-	(*WatchTopRequest)(nil),       // 5: logtally.v1.WatchTopRequest
-	(*WatchTopResponse)(nil),      // 6: logtally.v1.WatchTopResponse
-	(*IPSeriesRequest)(nil),       // 7: logtally.v1.IPSeriesRequest
-	(*SeriesPoint)(nil),           // 8: logtally.v1.SeriesPoint
-	(*IPSeriesResponse)(nil),      // 9: logtally.v1.IPSeriesResponse
-	(*TotalsRequest)(nil),         // 10: logtally.v1.TotalsRequest
-	(*TotalsResponse)(nil),        // 11: logtally.v1.TotalsResponse
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*TimeRange)(nil),              // 0: logtally.v1.TimeRange
+	(*ClassCounters)(nil),          // 1: logtally.v1.ClassCounters
+	(*TopRequest)(nil),             // 2: logtally.v1.TopRequest
+	(*IPCount)(nil),                // 3: logtally.v1.IPCount
+	(*TopResponse)(nil),            // 4: logtally.v1.TopResponse
+	(*WatchTopRequest)(nil),        // 5: logtally.v1.WatchTopRequest
+	(*WatchTopResponse)(nil),       // 6: logtally.v1.WatchTopResponse
+	(*TopValuesRequest)(nil),       // 7: logtally.v1.TopValuesRequest
+	(*ValueCount)(nil),             // 8: logtally.v1.ValueCount
+	(*TopValuesResponse)(nil),      // 9: logtally.v1.TopValuesResponse
+	(*WatchTopValuesRequest)(nil),  // 10: logtally.v1.WatchTopValuesRequest
+	(*WatchTopValuesResponse)(nil), // 11: logtally.v1.WatchTopValuesResponse
+	(*IPSeriesRequest)(nil),        // 12: logtally.v1.IPSeriesRequest
+	(*SeriesPoint)(nil),            // 13: logtally.v1.SeriesPoint
+	(*IPSeriesResponse)(nil),       // 14: logtally.v1.IPSeriesResponse
+	(*TotalsRequest)(nil),          // 15: logtally.v1.TotalsRequest
+	(*TotalsResponse)(nil),         // 16: logtally.v1.TotalsResponse
+	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
 }
 var file_logtally_v1_query_proto_depIdxs = []int32{
-	12, // 0: logtally.v1.TimeRange.from:type_name -> google.protobuf.Timestamp
-	12, // 1: logtally.v1.TimeRange.to:type_name -> google.protobuf.Timestamp
-	13, // 2: logtally.v1.TimeRange.last:type_name -> google.protobuf.Duration
+	17, // 0: logtally.v1.TimeRange.from:type_name -> google.protobuf.Timestamp
+	17, // 1: logtally.v1.TimeRange.to:type_name -> google.protobuf.Timestamp
+	18, // 2: logtally.v1.TimeRange.last:type_name -> google.protobuf.Duration
 	0,  // 3: logtally.v1.TopRequest.range:type_name -> logtally.v1.TimeRange
 	1,  // 4: logtally.v1.IPCount.counters:type_name -> logtally.v1.ClassCounters
-	12, // 5: logtally.v1.TopResponse.from:type_name -> google.protobuf.Timestamp
-	12, // 6: logtally.v1.TopResponse.to:type_name -> google.protobuf.Timestamp
+	17, // 5: logtally.v1.TopResponse.from:type_name -> google.protobuf.Timestamp
+	17, // 6: logtally.v1.TopResponse.to:type_name -> google.protobuf.Timestamp
 	3,  // 7: logtally.v1.TopResponse.items:type_name -> logtally.v1.IPCount
 	0,  // 8: logtally.v1.WatchTopRequest.range:type_name -> logtally.v1.TimeRange
 	4,  // 9: logtally.v1.WatchTopResponse.top:type_name -> logtally.v1.TopResponse
-	0,  // 10: logtally.v1.IPSeriesRequest.range:type_name -> logtally.v1.TimeRange
-	13, // 11: logtally.v1.IPSeriesRequest.step:type_name -> google.protobuf.Duration
-	12, // 12: logtally.v1.SeriesPoint.start:type_name -> google.protobuf.Timestamp
-	1,  // 13: logtally.v1.SeriesPoint.counters:type_name -> logtally.v1.ClassCounters
-	8,  // 14: logtally.v1.IPSeriesResponse.series:type_name -> logtally.v1.SeriesPoint
-	12, // 15: logtally.v1.IPSeriesResponse.from:type_name -> google.protobuf.Timestamp
-	12, // 16: logtally.v1.IPSeriesResponse.to:type_name -> google.protobuf.Timestamp
-	1,  // 17: logtally.v1.IPSeriesResponse.counters:type_name -> logtally.v1.ClassCounters
-	0,  // 18: logtally.v1.TotalsRequest.range:type_name -> logtally.v1.TimeRange
-	12, // 19: logtally.v1.TotalsResponse.from:type_name -> google.protobuf.Timestamp
-	12, // 20: logtally.v1.TotalsResponse.to:type_name -> google.protobuf.Timestamp
-	1,  // 21: logtally.v1.TotalsResponse.counters:type_name -> logtally.v1.ClassCounters
-	2,  // 22: logtally.v1.QueryService.Top:input_type -> logtally.v1.TopRequest
-	7,  // 23: logtally.v1.QueryService.IPSeries:input_type -> logtally.v1.IPSeriesRequest
-	10, // 24: logtally.v1.QueryService.Totals:input_type -> logtally.v1.TotalsRequest
-	5,  // 25: logtally.v1.QueryService.WatchTop:input_type -> logtally.v1.WatchTopRequest
-	4,  // 26: logtally.v1.QueryService.Top:output_type -> logtally.v1.TopResponse
-	9,  // 27: logtally.v1.QueryService.IPSeries:output_type -> logtally.v1.IPSeriesResponse
-	11, // 28: logtally.v1.QueryService.Totals:output_type -> logtally.v1.TotalsResponse
-	6,  // 29: logtally.v1.QueryService.WatchTop:output_type -> logtally.v1.WatchTopResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	0,  // 10: logtally.v1.TopValuesRequest.range:type_name -> logtally.v1.TimeRange
+	1,  // 11: logtally.v1.ValueCount.counters:type_name -> logtally.v1.ClassCounters
+	17, // 12: logtally.v1.TopValuesResponse.from:type_name -> google.protobuf.Timestamp
+	17, // 13: logtally.v1.TopValuesResponse.to:type_name -> google.protobuf.Timestamp
+	8,  // 14: logtally.v1.TopValuesResponse.items:type_name -> logtally.v1.ValueCount
+	1,  // 15: logtally.v1.TopValuesResponse.total:type_name -> logtally.v1.ClassCounters
+	0,  // 16: logtally.v1.WatchTopValuesRequest.range:type_name -> logtally.v1.TimeRange
+	9,  // 17: logtally.v1.WatchTopValuesResponse.top:type_name -> logtally.v1.TopValuesResponse
+	0,  // 18: logtally.v1.IPSeriesRequest.range:type_name -> logtally.v1.TimeRange
+	18, // 19: logtally.v1.IPSeriesRequest.step:type_name -> google.protobuf.Duration
+	17, // 20: logtally.v1.SeriesPoint.start:type_name -> google.protobuf.Timestamp
+	1,  // 21: logtally.v1.SeriesPoint.counters:type_name -> logtally.v1.ClassCounters
+	13, // 22: logtally.v1.IPSeriesResponse.series:type_name -> logtally.v1.SeriesPoint
+	17, // 23: logtally.v1.IPSeriesResponse.from:type_name -> google.protobuf.Timestamp
+	17, // 24: logtally.v1.IPSeriesResponse.to:type_name -> google.protobuf.Timestamp
+	1,  // 25: logtally.v1.IPSeriesResponse.counters:type_name -> logtally.v1.ClassCounters
+	0,  // 26: logtally.v1.TotalsRequest.range:type_name -> logtally.v1.TimeRange
+	17, // 27: logtally.v1.TotalsResponse.from:type_name -> google.protobuf.Timestamp
+	17, // 28: logtally.v1.TotalsResponse.to:type_name -> google.protobuf.Timestamp
+	1,  // 29: logtally.v1.TotalsResponse.counters:type_name -> logtally.v1.ClassCounters
+	2,  // 30: logtally.v1.QueryService.Top:input_type -> logtally.v1.TopRequest
+	12, // 31: logtally.v1.QueryService.IPSeries:input_type -> logtally.v1.IPSeriesRequest
+	15, // 32: logtally.v1.QueryService.Totals:input_type -> logtally.v1.TotalsRequest
+	5,  // 33: logtally.v1.QueryService.WatchTop:input_type -> logtally.v1.WatchTopRequest
+	7,  // 34: logtally.v1.QueryService.TopValues:input_type -> logtally.v1.TopValuesRequest
+	10, // 35: logtally.v1.QueryService.WatchTopValues:input_type -> logtally.v1.WatchTopValuesRequest
+	4,  // 36: logtally.v1.QueryService.Top:output_type -> logtally.v1.TopResponse
+	14, // 37: logtally.v1.QueryService.IPSeries:output_type -> logtally.v1.IPSeriesResponse
+	16, // 38: logtally.v1.QueryService.Totals:output_type -> logtally.v1.TotalsResponse
+	6,  // 39: logtally.v1.QueryService.WatchTop:output_type -> logtally.v1.WatchTopResponse
+	9,  // 40: logtally.v1.QueryService.TopValues:output_type -> logtally.v1.TopValuesResponse
+	11, // 41: logtally.v1.QueryService.WatchTopValues:output_type -> logtally.v1.WatchTopValuesResponse
+	36, // [36:42] is the sub-list for method output_type
+	30, // [30:36] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_logtally_v1_query_proto_init() }
@@ -962,7 +1418,7 @@ func file_logtally_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logtally_v1_query_proto_rawDesc), len(file_logtally_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	QueryService_Top_FullMethodName      = "/logtally.v1.QueryService/Top"
-	QueryService_IPSeries_FullMethodName = "/logtally.v1.QueryService/IPSeries"
-	QueryService_Totals_FullMethodName   = "/logtally.v1.QueryService/Totals"
-	QueryService_WatchTop_FullMethodName = "/logtally.v1.QueryService/WatchTop"
+	QueryService_Top_FullMethodName            = "/logtally.v1.QueryService/Top"
+	QueryService_IPSeries_FullMethodName       = "/logtally.v1.QueryService/IPSeries"
+	QueryService_Totals_FullMethodName         = "/logtally.v1.QueryService/Totals"
+	QueryService_WatchTop_FullMethodName       = "/logtally.v1.QueryService/WatchTop"
+	QueryService_TopValues_FullMethodName      = "/logtally.v1.QueryService/TopValues"
+	QueryService_WatchTopValues_FullMethodName = "/logtally.v1.QueryService/WatchTopValues"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -43,6 +45,14 @@ type QueryServiceClient interface {
 	// WatchTop sends the top list at once and again whenever a window in the
 	// range changes (driven by a KV watch).
 	WatchTop(ctx context.Context, in *WatchTopRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTopResponse], error)
+	// TopValues returns the n values of a field beyond the IP (status,
+	// method, path, vhost, ua, os, program, event; docs/fields.md) with the
+	// highest counter of a class in the range, and the exact remainder: the
+	// gRPC form of GET /api/v1/top?by=<field>.
+	TopValues(ctx context.Context, in *TopValuesRequest, opts ...grpc.CallOption) (*TopValuesResponse, error)
+	// WatchTopValues sends TopValues at once and again whenever a field
+	// window in the range changes (driven by a KV watch).
+	WatchTopValues(ctx context.Context, in *WatchTopValuesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTopValuesResponse], error)
 }
 
 type queryServiceClient struct {
@@ -102,6 +112,35 @@ func (c *queryServiceClient) WatchTop(ctx context.Context, in *WatchTopRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type QueryService_WatchTopClient = grpc.ServerStreamingClient[WatchTopResponse]
 
+func (c *queryServiceClient) TopValues(ctx context.Context, in *TopValuesRequest, opts ...grpc.CallOption) (*TopValuesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TopValuesResponse)
+	err := c.cc.Invoke(ctx, QueryService_TopValues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) WatchTopValues(ctx context.Context, in *WatchTopValuesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTopValuesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &QueryService_ServiceDesc.Streams[1], QueryService_WatchTopValues_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchTopValuesRequest, WatchTopValuesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type QueryService_WatchTopValuesClient = grpc.ServerStreamingClient[WatchTopValuesResponse]
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -120,6 +159,14 @@ type QueryServiceServer interface {
 	// WatchTop sends the top list at once and again whenever a window in the
 	// range changes (driven by a KV watch).
 	WatchTop(*WatchTopRequest, grpc.ServerStreamingServer[WatchTopResponse]) error
+	// TopValues returns the n values of a field beyond the IP (status,
+	// method, path, vhost, ua, os, program, event; docs/fields.md) with the
+	// highest counter of a class in the range, and the exact remainder: the
+	// gRPC form of GET /api/v1/top?by=<field>.
+	TopValues(context.Context, *TopValuesRequest) (*TopValuesResponse, error)
+	// WatchTopValues sends TopValues at once and again whenever a field
+	// window in the range changes (driven by a KV watch).
+	WatchTopValues(*WatchTopValuesRequest, grpc.ServerStreamingServer[WatchTopValuesResponse]) error
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -141,6 +188,12 @@ func (UnimplementedQueryServiceServer) Totals(context.Context, *TotalsRequest) (
 }
 func (UnimplementedQueryServiceServer) WatchTop(*WatchTopRequest, grpc.ServerStreamingServer[WatchTopResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchTop not implemented")
+}
+func (UnimplementedQueryServiceServer) TopValues(context.Context, *TopValuesRequest) (*TopValuesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TopValues not implemented")
+}
+func (UnimplementedQueryServiceServer) WatchTopValues(*WatchTopValuesRequest, grpc.ServerStreamingServer[WatchTopValuesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchTopValues not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -228,6 +281,35 @@ func _QueryService_WatchTop_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type QueryService_WatchTopServer = grpc.ServerStreamingServer[WatchTopResponse]
 
+func _QueryService_TopValues_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopValuesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).TopValues(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_TopValues_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).TopValues(ctx, req.(*TopValuesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_WatchTopValues_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchTopValuesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(QueryServiceServer).WatchTopValues(m, &grpc.GenericServerStream[WatchTopValuesRequest, WatchTopValuesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type QueryService_WatchTopValuesServer = grpc.ServerStreamingServer[WatchTopValuesResponse]
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,11 +329,20 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Totals",
 			Handler:    _QueryService_Totals_Handler,
 		},
+		{
+			MethodName: "TopValues",
+			Handler:    _QueryService_TopValues_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchTop",
 			Handler:       _QueryService_WatchTop_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchTopValues",
+			Handler:       _QueryService_WatchTopValues_Handler,
 			ServerStreams: true,
 		},
 	},
