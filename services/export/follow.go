@@ -116,6 +116,8 @@ type follower struct {
 	buckets []*bucket
 	log     hclog.Logger
 	queues  []*queue
+	// gone is called when a window expired or was deleted.
+	gone func(ref)
 
 	mu     sync.RWMutex
 	latest map[ref]change
@@ -125,8 +127,8 @@ type follower struct {
 	caught sync.WaitGroup
 }
 
-func newFollower(buckets []*bucket, log hclog.Logger, queues []*queue) *follower {
-	f := &follower{buckets: buckets, log: log, queues: queues, latest: map[ref]change{}, ready: make(chan struct{})}
+func newFollower(buckets []*bucket, log hclog.Logger, queues []*queue, gone func(ref)) *follower {
+	f := &follower{buckets: buckets, log: log, queues: queues, gone: gone, latest: map[ref]change{}, ready: make(chan struct{})}
 	f.caught.Add(len(buckets))
 	go func() { f.caught.Wait(); close(f.ready) }()
 	return f
@@ -181,15 +183,22 @@ func (f *follower) watch(ctx context.Context, b *bucket, caught func()) error {
 			caught()
 			continue
 		}
-		if e.Operation() != jetstream.KeyValuePut {
-			// An expired or deleted window: what was exported stays.
-			continue
-		}
 		start, part, err := counts.ParseKey(e.Key())
 		if err != nil {
 			continue
 		}
 		r := ref{b: b.idx, start: start.Unix(), part: part}
+		if e.Operation() != jetstream.KeyValuePut {
+			// An expired or deleted window: what was exported stays, the
+			// memory of it goes.
+			f.mu.Lock()
+			delete(f.latest, r)
+			f.mu.Unlock()
+			if f.gone != nil {
+				f.gone(r)
+			}
+			continue
+		}
 		ch := change{rev: e.Revision(), at: e.Created()}
 		f.mu.Lock()
 		old, seen := f.latest[r]

@@ -12,6 +12,7 @@ type metrics struct {
 	rows     *prometheus.CounterVec
 	failures *prometheus.CounterVec
 	files    *prometheus.CounterVec
+	skipped  prometheus.Counter
 	clamped  prometheus.Counter
 	unknown  prometheus.Counter
 }
@@ -31,6 +32,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Failed writes by sink; the window or file is retried with backoff until it is written."}, []string{"sink"}),
 		files: f.NewCounterVec(prometheus.CounterOpts{Name: "logtally_export_parquet_files_total",
 			Help: "Parquet files written, by kind: new (first write of an hour), rewrite (a window of a closed hour changed)."}, []string{"kind"}),
+		skipped: f.NewCounter(prometheus.CounterOpts{Name: "logtally_export_parquet_skipped_total",
+			Help: "Hour files not rewritten after a change because some of their windows had already expired from NATS: the file keeps its older counts (PostgreSQL has the new ones)."}),
 		clamped: f.NewCounter(prometheus.CounterOpts{Name: "logtally_export_clamped_total",
 			Help: "Counters above the largest signed 64-bit integer (a forged byte count) written as 9223372036854775807."}),
 		unknown: f.NewCounter(prometheus.CounterOpts{Name: "logtally_export_unknown_names_total",

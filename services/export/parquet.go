@@ -66,6 +66,20 @@ func (p *parquetSink) name() string  { return "parquet" }
 func (p *parquetSink) queue() *queue { return p.q }
 func (p *parquetSink) close()        {}
 
+// forget: the files' revisions are pruned by hour (prune).
+func (p *parquetSink) forget(ref) {}
+
+// prune drops the revisions of files whose windows have all expired.
+func (p *parquetSink) prune(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for f := range p.written {
+		if b := p.s.buckets[f.b]; time.Unix(f.hour, 0).Add(time.Hour + b.res.Retention + time.Hour).Before(now) {
+			delete(p.written, f)
+		}
+	}
+}
+
 func (p *parquetSink) ready() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -134,7 +148,9 @@ func (p *parquetSink) load() error {
 					continue
 				}
 				t, err := time.Parse("2006-01-02T15", name)
-				if err != nil {
+				if err != nil || t.Add(time.Hour+b.res.Retention+time.Hour).Before(time.Now()) {
+					// Not ours, or its windows are gone from NATS: never
+					// written again.
 					continue
 				}
 				revs, err := readRevisions(filepath.Join(dir, e.Name()))
@@ -193,7 +209,12 @@ func (p *parquetSink) run(ctx context.Context) {
 	backoff := time.Second
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	lastPrune := time.Now()
 	for {
+		if time.Since(lastPrune) > 10*time.Minute {
+			p.prune(time.Now())
+			lastPrune = time.Now()
+		}
 		for _, it := range p.q.take() {
 			h := hourRef{it.b, hourOf(it.start)}
 			p.mu.Lock()
@@ -283,6 +304,21 @@ func (p *parquetSink) stale(h hourRef) bool {
 	return false
 }
 
+// expired counts the windows a file of h holds that NATS no longer has.
+func (p *parquetSink) expired(h hourRef) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, d := range p.tables(p.s.buckets[h.b]) {
+		for key := range p.written[fileRef{h, table(d)}] {
+			if r, ok := parseRef(h.b, key); ok && p.s.follow.revision(r) == 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // writeHour writes every file of hour h from the windows' newest
 // revisions.
 func (p *parquetSink) writeHour(ctx context.Context, h hourRef) error {
@@ -298,6 +334,13 @@ func (p *parquetSink) writeHour(ctx context.Context, h hourRef) error {
 func (p *parquetSink) writeHourOnce(ctx context.Context, h hourRef) error {
 	b := p.s.buckets[h.b]
 	ds := p.tables(b)
+	if gone := p.expired(h); gone > 0 {
+		// Rewriting would drop the rows of the windows NATS no longer
+		// has: the file keeps its older counts (PostgreSQL has the new).
+		p.s.m.skipped.Inc()
+		p.s.log.Warn("parquet: hour not rewritten: some of its windows expired from NATS, the file keeps its older counts", "bucket", b.res.Bucket(), "hour", time.Unix(h.hour, 0).UTC(), "expired_windows", gone)
+		return nil
+	}
 	files := map[dims.Dim]*pqFile{}
 	defer func() {
 		for _, f := range files {

@@ -41,6 +41,12 @@ type postgres struct {
 
 func (p *postgres) oldest() (time.Time, bool) { return p.inflight.get(p.q) }
 
+func (p *postgres) forget(r ref) {
+	p.mu.Lock()
+	delete(p.exported, r)
+	p.mu.Unlock()
+}
+
 func newPostgres(s *Service, dsn string) *postgres {
 	return &postgres{s: s, dsn: dsn, q: newQueue(), exported: map[ref]uint64{}, err: errors.New("postgres: not connected yet")}
 }

@@ -32,6 +32,8 @@ type sink interface {
 	close()
 	// oldest is the time of the oldest change taken and not written yet.
 	oldest() (time.Time, bool)
+	// forget drops what the sink remembers of a window that expired.
+	forget(r ref)
 }
 
 // Service is the export stage.
@@ -97,7 +99,11 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.follow = newFollower(s.buckets, s.log, queues)
+	s.follow = newFollower(s.buckets, s.log, queues, func(r ref) {
+		for _, sk := range s.sinks {
+			sk.forget(r)
+		}
+	})
 	s.follow.start(runCtx)
 	for _, sk := range s.sinks {
 		s.wg.Go(func() { sk.run(runCtx) })
