@@ -91,6 +91,24 @@ func SendAccessLines(t testing.TB, addr net.Addr, ts time.Time, n int, ips ...st
 	}
 }
 
+// SendLines writes lines, each with a newline, over one TCP connection to
+// addr.
+func SendLines(t testing.TB, addr net.Addr, lines []string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := bufio.NewWriterSize(c, 64<<10)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Eventually polls ok every 50ms until it holds, failing the test after
 // timeout.
 func Eventually(t testing.TB, what string, timeout time.Duration, ok func() bool) {

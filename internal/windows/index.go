@@ -256,15 +256,16 @@ func StopWatch(w jetstream.KeyWatcher) {
 	}()
 }
 
-func (x *index) watchOnce(ctx context.Context) error {
-	w, err := x.kv.Watch(ctx, manifestKeys, jetstream.MetaOnly())
+// WatchManifests runs one meta-only KV watch of the window manifests of
+// kv: every entry goes to onEntry, in order, and the end of the initial
+// replay to onCaughtUp. It returns nil when ctx ends and an error when the
+// watch cannot start or closes (callers restart it with backoff).
+func WatchManifests(ctx context.Context, kv jetstream.KeyValue, onEntry func(jetstream.KeyValueEntry), onCaughtUp func()) error {
+	w, err := kv.Watch(ctx, manifestKeys, jetstream.MetaOnly())
 	if err != nil {
 		return err
 	}
 	defer StopWatch(w)
-	fresh := map[int64][]uint64{}
-	freshKeys := 0
-	replaying := true
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
@@ -277,19 +278,32 @@ func (x *index) watchOnce(ctx context.Context) error {
 			return errWatchClosed
 		}
 		if e == nil {
-			if replaying {
-				x.mu.Lock()
-				x.windows, x.keys = fresh, freshKeys
-				x.mu.Unlock()
-				replaying = false
-				x.once.Do(func() { close(x.ready) })
-				x.log.Debug("counts index loaded", "bucket", x.resolution.Bucket(), "keys", freshKeys)
-				if x.onResync != nil {
-					x.onResync()
-				}
-			}
+			onCaughtUp()
 			continue
 		}
+		onEntry(e)
+	}
+}
+
+func (x *index) watchOnce(ctx context.Context) error {
+	fresh := map[int64][]uint64{}
+	freshKeys := 0
+	replaying := true
+	caughtUp := func() {
+		if !replaying {
+			return
+		}
+		x.mu.Lock()
+		x.windows, x.keys = fresh, freshKeys
+		x.mu.Unlock()
+		replaying = false
+		x.once.Do(func() { close(x.ready) })
+		x.log.Debug("counts index loaded", "bucket", x.resolution.Bucket(), "keys", freshKeys)
+		if x.onResync != nil {
+			x.onResync()
+		}
+	}
+	return WatchManifests(ctx, x.kv, func(e jetstream.KeyValueEntry) {
 		x.updates.Add(1)
 		start, part, valid := x.parse(e.Key())
 		rev := e.Revision()
@@ -307,7 +321,7 @@ func (x *index) watchOnce(ctx context.Context) error {
 			}
 			x.advance(e.Revision())
 			x.mu.Unlock()
-			continue
+			return
 		}
 		x.mu.Lock()
 		if valid {
@@ -318,5 +332,5 @@ func (x *index) watchOnce(ctx context.Context) error {
 		if valid && x.onChange != nil {
 			x.onChange(x.res, start)
 		}
-	}
+	}, caughtUp)
 }

@@ -3,7 +3,6 @@ package export
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -157,35 +156,11 @@ func (f *follower) run(ctx context.Context, b *bucket) {
 	}
 }
 
-var errWatchClosed = errors.New("watch closed")
-
-// manifestKeys are the keys of window manifests (<start>.<p>), not chunks.
-const manifestKeys = "*.*"
-
 func (f *follower) watch(ctx context.Context, b *bucket, caught func()) error {
-	w, err := b.kv.Watch(ctx, manifestKeys, jetstream.MetaOnly())
-	if err != nil {
-		return err
-	}
-	defer windows.StopWatch(w)
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-w.Updates():
-		}
-		if !ok {
-			return errWatchClosed
-		}
-		if e == nil {
-			caught()
-			continue
-		}
+	return windows.WatchManifests(ctx, b.kv, func(e jetstream.KeyValueEntry) {
 		start, part, err := counts.ParseKey(e.Key())
 		if err != nil {
-			continue
+			return
 		}
 		r := ref{b: b.idx, start: start.Unix(), part: part}
 		if e.Operation() != jetstream.KeyValuePut {
@@ -197,7 +172,7 @@ func (f *follower) watch(ctx context.Context, b *bucket, caught func()) error {
 			if f.gone != nil {
 				f.gone(r)
 			}
-			continue
+			return
 		}
 		ch := change{rev: e.Revision(), at: e.Created()}
 		f.mu.Lock()
@@ -207,12 +182,12 @@ func (f *follower) watch(ctx context.Context, b *bucket, caught func()) error {
 		}
 		f.mu.Unlock()
 		if seen && ch.rev <= old.rev {
-			continue
+			return
 		}
 		for _, q := range f.queues {
 			q.add(r, ch.at)
 		}
-	}
+	}, caught)
 }
 
 // revision is the newest revision seen of r (0: none).

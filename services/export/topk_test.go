@@ -1,10 +1,8 @@
 package export_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -35,21 +33,7 @@ func TestExportFollowsTopKCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
-	send := func(lines []string) {
-		t.Helper()
-		c, err := net.Dial("tcp", a.Ingest.TCPAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		w := bufio.NewWriter(c)
-		for _, l := range lines {
-			fmt.Fprintln(w, l)
-		}
-		if err := w.Flush(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := func(lines []string) { apptest.SendLines(t, a.Ingest.TCPAddr(), lines) }
 
 	old := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
 	// 20 paths, path i with 200-10i lines: a clear ranking in each

@@ -1,11 +1,9 @@
 package query_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -78,21 +76,9 @@ func checkGRPCValues(t *testing.T, c logtallyv1.QueryServiceClient, http valuesA
 	}
 }
 
-// sendLines writes lines over one TCP connection to a's ingest.
 func sendLines(t *testing.T, a *app.App, lines []string) {
 	t.Helper()
-	c, err := net.Dial("tcp", a.Ingest.TCPAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	w := bufio.NewWriter(c)
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	apptest.SendLines(t, a.Ingest.TCPAddr(), lines)
 }
 
 // getCode GETs base+q and decodes a 200 answer into v (when not nil), or
