@@ -13,7 +13,9 @@ import (
 	"io/fs"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
 )
@@ -46,6 +48,8 @@ func (c *Config) Validate() error {
 // DB is the opened databases. The zero DB (and a nil *DB) has none: every
 // lookup answers not found.
 type DB struct {
+	// mu keeps Close from unmapping a file under a lookup.
+	mu           sync.RWMutex
 	asn, country *maxminddb.Reader
 	asnInfo      Info
 	countryInfo  Info
@@ -56,7 +60,7 @@ type DB struct {
 type Info struct {
 	Path  string
 	Type  string // the file's database_type, such as GeoLite2-ASN
-	Build string // its build date, RFC 3339
+	Build time.Time
 }
 
 // Open opens the ASN database at asnPath and the country database at
@@ -98,7 +102,7 @@ func open(flagName, path string, k kind) (*maxminddb.Reader, Info, error) {
 		}
 		return nil, Info{}, fmt.Errorf("%s %s: not a MaxMind DB (.mmdb) file, or a damaged one: %w", flagName, path, err)
 	}
-	info := Info{Path: path, Type: r.Metadata.DatabaseType, Build: r.Metadata.BuildTime().UTC().Format("2006-01-02T15:04:05Z")}
+	info := Info{Path: path, Type: r.Metadata.DatabaseType, Build: r.Metadata.BuildTime().UTC()}
 	t := strings.ToLower(info.Type)
 	switch {
 	case k == kindASN && (strings.Contains(t, "country") || strings.Contains(t, "city")):
@@ -144,11 +148,11 @@ type countryRecord struct {
 	} `maxminddb:"registered_country"`
 }
 
-// HasASN reports whether an ASN database is open.
-func (db *DB) HasASN() bool { return db != nil && db.asn != nil }
+// HasASN reports whether an ASN database is configured.
+func (db *DB) HasASN() bool { return db != nil && db.asnInfo.Path != "" }
 
-// HasCountry reports whether a country database is open.
-func (db *DB) HasCountry() bool { return db != nil && db.country != nil }
+// HasCountry reports whether a country database is configured.
+func (db *DB) HasCountry() bool { return db != nil && db.countryInfo.Path != "" }
 
 // Infos describes the open files.
 func (db *DB) Infos() []Info {
@@ -181,7 +185,12 @@ func (db *DB) ASN(addr netip.Addr) (number uint32, org string, ok bool) {
 // ASNNetwork is ASN, with the network the answer holds for: every address
 // in it has the same answer.
 func (db *DB) ASNNetwork(addr netip.Addr) (number uint32, org string, ok bool, network netip.Prefix) {
-	if !db.HasASN() {
+	if db == nil {
+		return 0, "", false, netip.Prefix{}
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.asn == nil {
 		return 0, "", false, netip.Prefix{}
 	}
 	res := db.asn.Lookup(addr.Unmap())
@@ -211,7 +220,12 @@ func (db *DB) Country(addr netip.Addr) (isoCode string, ok bool) {
 
 // CountryNetwork is Country, with the network the answer holds for.
 func (db *DB) CountryNetwork(addr netip.Addr) (isoCode string, ok bool, network netip.Prefix) {
-	if !db.HasCountry() {
+	if db == nil {
+		return "", false, netip.Prefix{}
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.country == nil {
 		return "", false, netip.Prefix{}
 	}
 	res := db.country.Lookup(addr.Unmap())
@@ -235,11 +249,13 @@ func (db *DB) CountryNetwork(addr netip.Addr) (isoCode string, ok bool, network 
 	return code, code != "", network
 }
 
-// Close releases the files.
+// Close releases the files; lookups after it answer not found.
 func (db *DB) Close() error {
 	if db == nil {
 		return nil
 	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	var errs []error
 	if db.asn != nil {
 		errs = append(errs, db.asn.Close())

@@ -25,6 +25,9 @@ type GroupQuery[K cmp.Ordered] struct {
 	// range, in run order (counts.CompareAddr), from one goroutine, so it
 	// may remember what it looked up last without a lock.
 	Group func(netip.Addr) (key K, ok bool)
+	// Keep, when not nil, leaves out the IPs for which it returns false
+	// (they count nowhere, not even in the total); called before Group.
+	Keep func(netip.Addr) bool
 }
 
 // GroupCount is one group of a TopGroups answer: Count is its counter of
@@ -89,25 +92,29 @@ func TopGroups[K cmp.Ordered](ctx context.Context, r *Reader, rg Range, gq Group
 	err := r.scanIPs(ctx, rg, gq.Within, func() func(*counts.Entry) bool {
 		groups, unknown, total, tooMany = map[K]*acc{}, acc{}, acc{}, false
 		return func(e *counts.Entry) bool {
+			a := counts.Unpack(e.Addr)
+			if gq.Keep != nil && !gq.Keep(a) {
+				return true
+			}
 			total.c.Add(e.Counters)
 			total.ips++
-			k, ok := gq.Group(counts.Unpack(e.Addr))
+			k, ok := gq.Group(a)
 			if !ok {
 				unknown.c.Add(e.Counters)
 				unknown.ips++
 				return true
 			}
-			a := groups[k]
-			if a == nil {
+			g := groups[k]
+			if g == nil {
 				if len(groups) == maxGroups {
 					tooMany = true
 					return false
 				}
-				a = &acc{}
-				groups[k] = a
+				g = &acc{}
+				groups[k] = g
 			}
-			a.c.Add(e.Counters)
-			a.ips++
+			g.c.Add(e.Counters)
+			g.ips++
 			return true
 		}
 	})

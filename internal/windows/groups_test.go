@@ -30,6 +30,9 @@ func refGroups(d data, rg Range, gq GroupQuery[uint32]) GroupResult[uint32] {
 	groups := map[uint32]*GroupCount[uint32]{}
 	res := GroupResult[uint32]{Range: rg, Class: gq.Class}
 	for ip, c := range refSums(d, rg.From, rg.To, gq.Within) {
+		if gq.Keep != nil && !gq.Keep(ip) {
+			continue
+		}
 		res.Total.Add(c)
 		res.IPs++
 		k, ok := gq.Group(ip)
@@ -88,6 +91,9 @@ func TestTopGroupsMatchesReference(t *testing.T) {
 			for _, ws := range []string{"", "10.0.0.0/8", "2001:db8::/32"} {
 				for _, n := range []int{1, 3, 100} {
 					gq := GroupQuery[uint32]{N: n, Class: class, Group: testGroup}
+					if n == 3 {
+						gq.Keep = func(a netip.Addr) bool { return a.As16()[14]%2 == 0 }
+					}
 					if ws != "" {
 						gq.Within = netip.MustParsePrefix(ws)
 					}
