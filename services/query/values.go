@@ -40,13 +40,16 @@ type valueItemJSON struct {
 // (cidr=, asn=, country=) do not apply to them.
 func (s *Service) handleTopValues(w http.ResponseWriter, r *http.Request, by string) {
 	var err error
-	defer func(start time.Time) { s.observe("top_"+by, "http", start, err) }(time.Now())
+	// The metric label is the field's name, never what the client sent.
+	op := "top_unknown_by"
+	defer func(start time.Time) { s.observe(op, "http", start, err) }(time.Now())
 	d, err := dims.Parse(by)
 	if err != nil {
-		err = windows.Invalidf("by=%s is not known: want ip, prefix, asn, country or one of %v", by, dims.Names())
+		err = windows.Invalidf("by=%q is not known: want ip, prefix, asn, country or one of %v", by, dims.Names())
 		writeErr(w, err)
 		return
 	}
+	op = "top_" + d.String()
 	q := r.URL.Query()
 	for _, f := range []string{"cidr", "asn", "country"} {
 		if q.Has(f) {
