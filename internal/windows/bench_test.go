@@ -423,3 +423,19 @@ func BenchmarkSeriesLast1h(b *testing.B) {
 		return err
 	})
 }
+
+// BenchmarkTopGroupsHour: every IP of the hour of 1h windows read once and
+// grouped (here by its first byte, a stand-in for an ASN lookup: the
+// lookup's own cost is BenchmarkLookup* in internal/geoip).
+func BenchmarkTopGroupsHour(b *testing.B) {
+	f := fixture(b)
+	rg := Range{hourStart, hourStart.Add(time.Hour)}
+	group := func(a netip.Addr) (uint32, bool) { return uint32(a.As16()[0]), a.Is6() || a.As4()[0] != 0 }
+	benchQuery(b, f, "groups "+rg.String(), func(r *Reader) error {
+		res, err := TopGroups(context.Background(), r, rg, GroupQuery[uint32]{N: 10, Group: group})
+		if err == nil && res.IPs != uint64(f.n+benchHeavy) {
+			err = fmt.Errorf("%d IPs, want %d", res.IPs, f.n+benchHeavy)
+		}
+		return err
+	})
+}

@@ -16,6 +16,10 @@ type PrefixQuery struct {
 	V6Bits int
 	// Within, when valid, keeps only the IPs inside it.
 	Within netip.Prefix
+	// Keep, when not nil, keeps only the IPs for which it returns true
+	// (such as those of one ASN). It is called once per IP of the range,
+	// in run order, from one goroutine.
+	Keep func(netip.Addr) bool
 }
 
 // PrefixCount is one network of a TopPrefixes answer: Count is its counter
@@ -47,7 +51,7 @@ func (r *Reader) TopPrefixes(ctx context.Context, rg Range, pq PrefixQuery) (Pre
 	}
 	var t *topK
 	var ips map[[counts.AddrLen]byte]uint64 // of the networks in t
-	err := r.scanNetworks(ctx, rg, pq.Within, pq.V4Bits, pq.V6Bits, pq.Class, func() func(*prefixAcc) bool {
+	err := r.scanNetworks(ctx, rg, pq.Within, pq.Keep, pq.V4Bits, pq.V6Bits, pq.Class, func() func(*prefixAcc) bool {
 		t, ips = newTopK(pq.N), map[[counts.AddrLen]byte]uint64{}
 		return func(acc *prefixAcc) bool {
 			if v := acc.c.Get(pq.Class); v > 0 {
@@ -99,7 +103,7 @@ func (r *Reader) Above(ctx context.Context, rg Range, aq AboveQuery, keep func(P
 	if aq.Limit < 1 {
 		return nil, false, Invalidf("limit must be at least 1, got %d", aq.Limit)
 	}
-	err = r.scanNetworks(ctx, rg, netip.Prefix{}, aq.V4Bits, aq.V6Bits, aq.Class, func() func(*prefixAcc) bool {
+	err = r.scanNetworks(ctx, rg, netip.Prefix{}, nil, aq.V4Bits, aq.V6Bits, aq.Class, func() func(*prefixAcc) bool {
 		items, more = items[:0], false
 		return func(acc *prefixAcc) bool {
 			v := acc.c.Get(aq.Class)
@@ -124,8 +128,8 @@ func (r *Reader) Above(ctx context.Context, rg Range, aq AboveQuery, keep func(P
 // scanNetworks merges every list of rg (inside within, when valid) by
 // address and passes each network of v4Bits / v6Bits bits to the sink
 // that start makes (anew for each attempt of the query), until the sink
-// returns false.
-func (r *Reader) scanNetworks(ctx context.Context, rg Range, within netip.Prefix, v4Bits, v6Bits int, class counts.Class, start func() func(*prefixAcc) bool) error {
+// returns false. keep, when not nil, leaves out the IPs it refuses.
+func (r *Reader) scanNetworks(ctx context.Context, rg Range, within netip.Prefix, keep func(netip.Addr) bool, v4Bits, v6Bits int, class counts.Class, start func() func(*prefixAcc) bool) error {
 	if class < 0 || class >= counts.NumClasses {
 		return Invalidf("class %s is not one of requests, 4xx, 5xx, auth_failure, bytes", class)
 	}
@@ -135,6 +139,30 @@ func (r *Reader) scanNetworks(ctx context.Context, rg Range, within netip.Prefix
 	if v6Bits < 0 || v6Bits > 128 {
 		return Invalidf("IPv6 prefix length must be between 0 and 128, got %d", v6Bits)
 	}
+	var s *prefixSummer
+	err := r.scanIPs(ctx, rg, within, func() func(*counts.Entry) bool {
+		s = newPrefixSummer(v4Bits, v6Bits, start())
+		return func(e *counts.Entry) bool {
+			if keep == nil || keep(counts.Unpack(e.Addr)) {
+				s.add(e)
+			}
+			return !s.stop
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.finish()
+	return nil
+}
+
+// scanIPs merges every list of rg (inside within, when valid) by address
+// (run order, counts.CompareAddr) and passes each IP, with its counters
+// summed over the range, to the sink that start makes (anew for each
+// attempt of the query), until the sink returns false. Partitions hold
+// disjoint IPs, so every IP passes once: memory is one chunk (and the one
+// read ahead) per list, whatever the number of IPs.
+func (r *Reader) scanIPs(ctx context.Context, rg Range, within netip.Prefix, start func() func(*counts.Entry) bool) error {
 	if err := r.CheckRange(rg); err != nil {
 		return err
 	}
@@ -154,9 +182,9 @@ func (r *Reader) scanNetworks(ctx context.Context, rg Range, within netip.Prefix
 		if err != nil {
 			return err
 		}
-		s := newPrefixSummer(v4Bits, v6Bits, start())
+		sink := start()
 		var e counts.Entry
-		for n := 0; !s.stop; n++ {
+		for n := 0; ; n++ {
 			ok, err := m.next(&e)
 			if err != nil {
 				return err
@@ -170,10 +198,11 @@ func (r *Reader) scanNetworks(ctx context.Context, rg Range, within netip.Prefix
 				}
 			}
 			if pr == nil || pr.contains(&e.Addr) {
-				s.add(&e)
+				if !sink(&e) {
+					break
+				}
 			}
 		}
-		s.finish()
 		return nil
 	})
 }

@@ -15,6 +15,12 @@ type TopQuery struct {
 	Class counts.Class
 	// Prefix, when valid, keeps only the IPs inside it.
 	Prefix netip.Prefix
+	// Keep, when not nil, keeps only the IPs for which it returns true
+	// (such as those of one ASN). The answer is then a scan of every IP
+	// of the range (inside Prefix) by address, not the threshold
+	// algorithm: Keep is called at most once per IP, in run order, from
+	// one goroutine.
+	Keep func(netip.Addr) bool
 }
 
 // IPCount is one IP of a top answer: Count is its counter of the ranked
@@ -48,6 +54,9 @@ func (r *Reader) Top(ctx context.Context, rg Range, tq TopQuery) (TopResult, err
 	}
 	if err := r.CheckRange(rg); err != nil {
 		return TopResult{}, err
+	}
+	if tq.Keep != nil {
+		return r.topKept(ctx, rg, tq)
 	}
 	var pr *prefixRange
 	if tq.Prefix.IsValid() {

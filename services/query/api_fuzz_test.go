@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logtally/logtally/internal/geoip/geoiptest"
 )
 
 // apiPaths are the endpoints FuzzQueryAPI sends parameters to; {ip} takes
@@ -20,7 +22,7 @@ var apiPaths = []string{
 }
 
 // FuzzQueryAPI sends arbitrary query strings (n, last, from, to, step,
-// cidr, class, status, by, path, anything) and IP path segments to every HTTP endpoint of a running
+// cidr, class, status, by, path, bits, bits6, asn, country, anything) and IP path segments to every HTTP endpoint of a running
 // query service with data in it. Every answer must be 200 or a 4xx with a
 // JSON error message: never a 5xx, a panic or a hang.
 func FuzzQueryAPI(f *testing.F) {
@@ -39,10 +41,18 @@ func FuzzQueryAPI(f *testing.F) {
 		{0, "", "class=4xx&n=3"}, {0, "", "class=bytes&cidr=10.0.0.0/8&n=2"}, {0, "", "class=%00"}, {5, "", "class=auth_failure&n=1"}, {0, "", "class=requests&class=5xx"},
 		{0, "", "status=4xx&n=3"}, {0, "", "status=404"}, {0, "", "status=4xx&class=5xx"}, {0, "", "status=5XX&class=5xx"}, {0, "", "status="},
 		{0, "", "by=status&status=5xx&n=2"}, {0, "", "by=path&status=404"}, {0, "", "by=path&path=/api/"}, {0, "", "path=%00"}, {5, "", "status=4xx&n=1"},
+		{0, "", "by=prefix&bits=16&bits6=48&n=5"}, {0, "", "by=prefix&bits=33"}, {0, "", "by=prefix&bits6=-1&cidr=::/0"}, {0, "", "by=prefix&asn=64500&country=de"},
+		{0, "", "by=asn&n=3&class=bytes"}, {0, "", "by=country&cidr=10.0.0.0/16&asn=0"}, {0, "", "by=asn&country=--"}, {0, "", "asn=AS64500&n=2"},
+		{0, "", "asn=99999999999"}, {0, "", "country=%00%00"}, {0, "", "country=de&cidr=10.0.1.0/24"}, {5, "", "asn=64500&n=3"}, {5, "", "country=XX"},
 	} {
 		f.Add(s.path, s.ip, s.q)
 	}
-	e := newEnv(f, 4)
+	dir := f.TempDir()
+	asnDB := geoiptest.WriteASN(f, dir, []geoiptest.ASN{
+		{Network: "10.0.0.0/16", Number: 64500, Org: "Example"}, {Network: "10.0.1.0/26", Number: 64501, Org: "Small"}, {Network: "2001:db8::/32", Number: 64510, Org: "V6"},
+	})
+	countryDB := geoiptest.WriteCountry(f, dir, []geoiptest.Country{{Network: "10.0.0.0/15", ISOCode: "DE"}, {Network: "2001:db8::/48", ISOCode: "FR"}})
+	e := newEnv(f, 4, func(c *Config) { c.GeoIP.ASNDB, c.GeoIP.CountryDB = asnDB, countryDB })
 	base := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 	var d data
 	for i := range 300 {

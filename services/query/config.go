@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/logtally/logtally/internal/geoip"
 	"github.com/logtally/logtally/internal/windows"
 )
 
@@ -34,12 +35,15 @@ type Config struct {
 	// DecisionsWatchBuffer is how many changes a WatchDecisions stream
 	// may fall behind before it is ended (ResourceExhausted).
 	DecisionsWatchBuffer int `yaml:"decisions_watch_buffer"`
+	// GeoIP names the ASN and country databases (by=asn, by=country and
+	// the asn=, country= filters of /api/v1/top).
+	GeoIP geoip.Config `yaml:"geoip"`
 	// RulesFile is the detector's rules file, read for its allow list and
 	// mode (set from the root config's -rules.file).
 	RulesFile string `yaml:"-"`
 }
 
-// RegisterFlags registers the grpc.addr and query.* flags.
+// RegisterFlags registers the grpc.addr, query.* and geoip.* flags.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.GRPCAddr, "grpc.addr", ":9090", "listen address of the gRPC QueryService (with reflection and health)")
 	f.IntVar(&c.MaxN, "query.max-n", 1000, "largest n of a top query")
@@ -58,6 +62,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 		}
 		return nil
 	})
+	c.GeoIP.RegisterFlags(f)
 }
 
 // Validate checks the configuration.
@@ -91,6 +96,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("query.default-last must be a positive whole number of minutes, got %s", windows.FormatDuration(c.DefaultLast)))
 	} else if c.DefaultLast > c.MaxRange {
 		errs = append(errs, fmt.Errorf("query.default-last %s is longer than query.max-range %s", windows.FormatDuration(c.DefaultLast), windows.FormatDuration(c.MaxRange)))
+	}
+	if err := c.GeoIP.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -70,7 +70,8 @@ func countersToJSON(c counts.Counters) countersJSON {
 
 // registerHTTP adds the JSON API:
 //
-//	GET /api/v1/top?n=10&class=requests|status=4xx&last=5m | from=&to= [&cidr=] [&by=<field>]
+//	GET /api/v1/top?n=10&class=requests|status=4xx&last=5m | from=&to= [&cidr=][&asn=][&country=] [&by=<field>]
+//	GET /api/v1/top?by=prefix[&bits=24&bits6=64] | by=asn | by=country (geo.go)
 //	GET /api/v1/ips/{ip}?last=…|from=&to=&step=1m
 //	GET /api/v1/totals?last=…|from=&to=
 //
@@ -133,42 +134,64 @@ func parseClass(v string) (counts.Class, error) {
 	return c, nil
 }
 
-// topQuery reads n, class (or its alias status, filters.go) and cidr.
-func (s *Service) topQuery(r *http.Request) (windows.TopQuery, error) {
+// topQuery reads n, class (or its alias status, filters.go), cidr, asn
+// and country. The geo filter's Keep
+// remembers lookups: a query that runs more than once (a watch) takes
+// tq.Keep = geo.keep(…) anew each time.
+func (s *Service) topQuery(r *http.Request) (windows.TopQuery, *geoFilter, error) {
 	q := r.URL.Query()
 	n, err := s.httpN(r)
 	if err != nil {
-		return windows.TopQuery{}, err
+		return windows.TopQuery{}, nil, err
 	}
 	tq := windows.TopQuery{N: n}
 	if tq.Class, err = httpClass(q, "ip"); err != nil {
-		return windows.TopQuery{}, err
+		return windows.TopQuery{}, nil, err
 	}
 	if err = refusePath(q, "ip"); err != nil {
-		return windows.TopQuery{}, err
+		return windows.TopQuery{}, nil, err
 	}
 	if q.Has("cidr") {
 		if tq.Prefix, err = parseCIDR(q.Get("cidr")); err != nil {
-			return windows.TopQuery{}, err
+			return windows.TopQuery{}, nil, err
 		}
 	}
-	return tq, nil
+	geo, err := s.parseGeoFilter(q)
+	if err != nil {
+		return windows.TopQuery{}, nil, err
+	}
+	tq.Keep = geo.keep(s.geo.Load())
+	return tq, geo, nil
 }
 
 // handleTop is GET /api/v1/top: the top n by class, with cidr=<prefix>
-// only the IPs inside the prefix.
+// only the IPs inside the prefix, with asn= or country= only those of an
+// ASN or a country. by=prefix, asn and country rank networks and groups
+// (geo.go), the other by= the fields beyond the IP (values.go).
 func (s *Service) handleTop(w http.ResponseWriter, r *http.Request) {
 	var err error
+	q := r.URL.Query()
 	op := "top"
-	if r.URL.Query().Has("cidr") {
+	switch {
+	case q.Has("asn") || q.Has("country"):
+		op = "top_geo"
+	case q.Has("cidr"):
 		op = "top_cidr"
 	}
-	if by := r.URL.Query().Get("by"); by != "" && by != "ip" {
+	switch by := q.Get("by"); by {
+	case "", "ip":
+	case "prefix":
+		s.handleTopPrefixes(w, r)
+		return
+	case "asn", "country":
+		s.handleTopGroups(w, r, by)
+		return
+	default:
 		s.handleTopValues(w, r, by)
 		return
 	}
 	defer func(start time.Time) { s.observe(op, "http", start, err) }(time.Now())
-	tq, err := s.topQuery(r)
+	tq, _, err := s.topQuery(r)
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -31,6 +31,7 @@ import (
 
 	logtallyv1 "github.com/logtally/logtally/gen/logtally/v1"
 	"github.com/logtally/logtally/internal/decisions"
+	"github.com/logtally/logtally/internal/geoip"
 	"github.com/logtally/logtally/internal/service"
 	"github.com/logtally/logtally/internal/windows"
 	"github.com/logtally/logtally/services/detector"
@@ -47,6 +48,7 @@ type Service struct {
 	reader  *windows.Reader
 	values  *windows.Values // the fields beyond the IP (by=status, path, ...)
 	metrics *metrics
+	geo     atomic.Pointer[geoip.DB] // set by Start; databases may be absent
 
 	decisions  *decisions.Store // set by Start before any handler runs
 	decStore   atomic.Pointer[decisions.Store]
@@ -119,17 +121,28 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	// The GeoIP files first: a missing or damaged one is a configuration
+	// error, reported before anything else starts.
+	geo, err := s.openGeoIP()
+	if err != nil {
+		s.cancel()
+		return fmt.Errorf("query: %w", err)
+	}
+	s.geo.Store(geo)
 	if err := s.reader.Start(ctx); err != nil {
 		s.cancel()
+		_ = geo.Close()
 		return fmt.Errorf("query: %w", err)
 	}
 	if err := s.values.Start(ctx); err != nil {
 		s.cancel()
 		_ = s.reader.Stop(ctx)
+		_ = geo.Close()
 		return fmt.Errorf("query: %w", err)
 	}
 	fail := func(err error) error {
 		s.cancel()
+		_ = geo.Close()
 		if s.rules != nil {
 			_ = s.rules.Close()
 		}
@@ -227,8 +240,9 @@ func (s *Service) Stop(ctx context.Context) error {
 	if s.rules != nil {
 		_ = s.rules.Close()
 	}
-	// Stopping the reader ends every watch stream (WatchTop, SSE).
-	rerr := errors.Join(s.reader.Stop(ctx), s.values.Stop(ctx))
+	// Stopping the reader ends every watch stream (WatchTop, SSE). A
+	// lookup after Close answers "unknown"; queries are refused by then.
+	rerr := errors.Join(s.reader.Stop(ctx), s.values.Stop(ctx), s.geo.Load().Close())
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -262,6 +276,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	bouncerDenied prometheus.Counter
+	geoBuild      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
@@ -276,6 +291,9 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		bouncerDenied: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logtally_query_bouncer_denied_total", Help: "Bouncer API requests refused for a missing or unknown X-Api-Key (403).",
 		}),
+		geoBuild: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logtally_query_geoip_build_timestamp_seconds", Help: "Build time of each GeoIP database in use (db: asn, country), from its metadata.",
+		}, []string{"db"}),
 	}
 	if reg == nil {
 		return m
@@ -283,7 +301,9 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	stat := func(f func(windows.Stats) float64) func() float64 {
 		return func() float64 { return f(s.reader.Stats()) }
 	}
-	reg.MustRegister(m.requests, m.duration, m.bouncerDenied,
+	reg.MustRegister(m.requests, m.duration, m.bouncerDenied, m.geoBuild,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_geoip_lookup_errors_total", Help: "GeoIP lookups that failed (damaged record, IPv6 address in an IPv4-only file); such IPs count as unknown."},
+			func() float64 { return float64(s.geo.Load().LookupErrors()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_cache_hits_total", Help: "Manifest and chunk reads served by the cache."},
 			stat(func(st windows.Stats) float64 { return float64(st.CacheHits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logtally_query_cache_misses_total", Help: "Manifest and chunk reads that missed the cache."},

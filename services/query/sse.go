@@ -149,7 +149,7 @@ func (s *Service) handleWatchTop(w http.ResponseWriter, r *http.Request) {
 	// Streams are not observed as queries (their duration is the client's),
 	// like the gRPC WatchTop.
 	q := r.URL.Query()
-	tq, err := s.topQuery(r)
+	tq, geo, err := s.topQuery(r)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -166,6 +166,8 @@ func (s *Service) handleWatchTop(w http.ResponseWriter, r *http.Request) {
 	st := newSSEStream(w)
 	_ = st.serve(r.Context(), func(ctx context.Context) error {
 		return s.watchRange(ctx, spec, func(ctx context.Context, rg windows.Range) ([]byte, error) {
+			tq := tq
+			tq.Keep = geo.keep(s.geo.Load())
 			res, err := s.reader.Top(ctx, rg, tq)
 			if err != nil {
 				return nil, err

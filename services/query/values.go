@@ -43,7 +43,7 @@ func (s *Service) handleTopValues(w http.ResponseWriter, r *http.Request, by str
 	defer func(start time.Time) { s.observe(valuesOp(by), "http", start, err) }(time.Now())
 	d, err := dims.Parse(by)
 	if err != nil {
-		err = windows.Invalidf("by=%s is not known: want ip or one of %v", by, dims.Names())
+		err = windows.Invalidf("by=%q is not known: want ip, prefix, asn, country or one of %v", by, dims.Names())
 		writeErr(w, err)
 		return
 	}
