@@ -24,6 +24,16 @@ var (
 	stages         = []string{"ingest", "parser", "aggregator", "query", "detector"}
 )
 
+// stagesOf lists the stages a cluster render runs: every stage, and export
+// when export.enabled renders its Deployment.
+func stagesOf(objs []Object) []string {
+	out := append([]string{}, stages...)
+	if byComponent(objs, "Deployment", "export") != nil {
+		out = append(out, "export")
+	}
+	return out
+}
+
 func dir(t *testing.T) string {
 	t.Helper()
 	d := os.Getenv("CHARTCHECK_DIR")
@@ -182,10 +192,13 @@ func TestEveryStageHasItsDeployment(t *testing.T) {
 	for _, r := range clusterRenders {
 		objs := load(t, r)
 		deps := ofKind(objs, "Deployment")
-		if len(deps) != len(stages) {
-			t.Errorf("%s: %d Deployments, want %d", r, len(deps), len(stages))
+		if len(deps) != len(stagesOf(objs)) {
+			t.Errorf("%s: %d Deployments, want %d", r, len(deps), len(stagesOf(objs)))
 		}
-		for _, s := range stages {
+		if (byComponent(objs, "Deployment", "export") != nil) != exportRenders[r] {
+			t.Errorf("%s: export Deployment rendered: %v, want %v", r, !exportRenders[r], exportRenders[r])
+		}
+		for _, s := range stagesOf(objs) {
 			d := byComponent(objs, "Deployment", s)
 			if d == nil {
 				t.Errorf("%s: no Deployment of %s", r, s)
@@ -198,8 +211,11 @@ func TestEveryStageHasItsDeployment(t *testing.T) {
 				t.Errorf("%s: %s has no config checksum annotation", r, d.Key())
 			}
 		}
-		if ofKind(objs, "PersistentVolumeClaim") != nil {
-			t.Errorf("%s: cluster mode renders a PVC", r)
+		// No PVC but the export stage's Parquet volume.
+		for _, pvc := range ofKind(objs, "PersistentVolumeClaim") {
+			if component(pvc) != "export" {
+				t.Errorf("%s: cluster mode renders %s", r, pvc.Key())
+			}
 		}
 	}
 }
@@ -282,7 +298,7 @@ func TestNATSCluster(t *testing.T) {
 		if strings.Contains(conf, "\ntls {") {
 			scheme = "tls"
 		}
-		for _, s := range stages {
+		for _, s := range stagesOf(objs) {
 			cfg := flat(stageConfig(t, objs, byComponent(objs, "Deployment", s)))
 			if cfg["nats.url"] != fmt.Sprintf("%s://%s:4222", scheme, name) || cfg["nats.replicas"] != "3" {
 				t.Errorf("%s: %s nats.url %q nats.replicas %q", r, s, cfg["nats.url"], cfg["nats.replicas"])
@@ -299,7 +315,7 @@ func TestExternalNATS(t *testing.T) {
 	if ofKind(objs, "StatefulSet") != nil {
 		t.Errorf("external NATS still renders a StatefulSet")
 	}
-	for _, s := range stages {
+	for _, s := range stagesOf(objs) {
 		cfg := flat(stageConfig(t, objs, byComponent(objs, "Deployment", s)))
 		if !strings.HasPrefix(cfg["nats.url"], "nats://nats-0.nats.example:4222,") {
 			t.Errorf("%s: nats.url %q", s, cfg["nats.url"])
@@ -348,7 +364,7 @@ func TestPortsMatchTheBinary(t *testing.T) {
 		if got := servicePorts(t, objs, byComponent(objs, "Service", "query")); !reflect.DeepEqual(got, wantQuery) {
 			t.Errorf("%s: query Service ports %v", r, got)
 		}
-		for _, s := range stages {
+		for _, s := range stagesOf(objs) {
 			cfg := flat(stageConfig(t, objs, byComponent(objs, "Deployment", s)))
 			if cfg["http.addr"] != ":8080" {
 				t.Errorf("%s: %s http.addr %q", r, s, cfg["http.addr"])

@@ -173,7 +173,7 @@ func TestDetectorNetworkPolicies(t *testing.T) {
 		"production":            {{"53/UDP", "53/TCP"}, {"4222/TCP"}},
 		"all-features":          {{"53/UDP", "53/TCP"}, {"4222/TCP"}, {"443/TCP", "8443/TCP"}},
 		"external-nats":         {{"53/UDP", "53/TCP"}, {"4222/TCP"}, {"443/TCP"}},
-		"allinone-all-features": {{"53/UDP", "53/TCP"}, {"443/TCP"}},
+		"allinone-all-features": {{"53/UDP", "53/TCP"}, {"443/TCP"}, {"5432/TCP"}}, // and the export stage's PostgreSQL
 	} {
 		objs := load(t, r)
 		comp := "detector"

@@ -11,6 +11,7 @@
 //     security_test.go checks the security values (Secrets referenced, never
 //     in ConfigMaps; files from read-only Secret volumes; probes and helm test
 //     matching the API's TLS), also on renders of its own (helm from PATH);
+//     detector_test.go and export_test.go check those stages' objects;
 //     e2e_test.go runs the rendered NATS and stages locally with every
 //     security option on, and the helm test pod's script against them.
 //

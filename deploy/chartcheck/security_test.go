@@ -20,7 +20,7 @@ import (
 // own (helm template, below) for the combinations those files leave out.
 
 // Literal secrets of helm/logtally/ci/all-features-values.yaml.
-var ciSecrets = []string{"ci-ingest-token", "ci-query-token", "ci-nats-password", "ci-bouncer-key-1", "ci-bouncer-key-2", "ci-webhook-token"}
+var ciSecrets = []string{"ci-ingest-token", "ci-query-token", "ci-nats-password", "ci-bouncer-key-1", "ci-bouncer-key-2", "ci-webhook-token", "ci-postgres-password"}
 
 // Variables that carry secrets: never a literal value.
 var secretVars = map[string]bool{
@@ -29,10 +29,11 @@ var secretVars = map[string]bool{
 	"NATS_AUTH_PASSWORD": true, "NATS_AUTH_TOKEN": true,
 	"INGEST_TOKEN": true, "QUERY_TOKEN": true,
 	"LOGTALLY_DECISIONS_BOUNCER_KEY": true, "LOGTALLY_DECISIONS_WEBHOOK_URL": true, "BOUNCER_KEYS": true,
+	"LOGTALLY_EXPORT_POSTGRES_DSN": true,
 }
 
 // Config keys that hold secrets: never in a ConfigMap.
-var secretKeys = []string{"auth.ingest-token", "auth.query-token", "nats.password", "nats.token", "decisions.bouncer-key", "decisions.webhook-url"}
+var secretKeys = []string{"auth.ingest-token", "auth.query-token", "nats.password", "nats.token", "decisions.bouncer-key", "decisions.webhook-url", "export.postgres.dsn"}
 
 const secretsDir = "/etc/logtally-secrets"
 
@@ -395,7 +396,10 @@ func TestAllFeaturesSecurity(t *testing.T) {
 	if got := sec["logtally-detector-webhook"]; got["webhook-url"] != "https://hooks.example.com/services/ci-webhook-token" || len(got) != 1 {
 		t.Errorf("Secret logtally-detector-webhook: %v", got)
 	}
-	for _, s := range stages {
+	if got := sec["logtally-export-postgres"]; got["dsn"] != "postgres://logtally:ci-postgres-password@postgres.db.svc:5432/logtally?sslmode=require" || len(got) != 1 {
+		t.Errorf("Secret logtally-export-postgres: %v", got)
+	}
+	for _, s := range stagesOf(objs) {
 		d := byComponent(objs, "Deployment", s)
 		// protect-metrics: every stage needs the query token.
 		want := map[string]string{"LOGTALLY_NATS_PASSWORD": "logtally-nats-auth/password", "LOGTALLY_AUTH_QUERY_TOKEN": "logtally-api-auth/query-token"}
@@ -406,6 +410,9 @@ func TestAllFeaturesSecurity(t *testing.T) {
 			want["LOGTALLY_DECISIONS_BOUNCER_KEY"] = "logtally-bouncer-keys/bouncer-keys"
 		case "detector":
 			want["LOGTALLY_DECISIONS_WEBHOOK_URL"] = "logtally-detector-webhook/webhook-url"
+		}
+		if s == "export" {
+			want["LOGTALLY_EXPORT_POSTGRES_DSN"] = "logtally-export-postgres/dsn"
 		}
 		if got := stageEnv(d); !equalMaps(got, want) {
 			t.Errorf("%s: Secret variables %v, want %v", s, got, want)
@@ -493,7 +500,8 @@ func TestAllInOneSecurity(t *testing.T) {
 	objs := load(t, "allinone-all-features")
 	d := ofKind(objs, "Deployment")[0]
 	if got, want := stageEnv(d), map[string]string{"LOGTALLY_AUTH_QUERY_TOKEN": "logtally-api-auth/query-token",
-		"LOGTALLY_DECISIONS_BOUNCER_KEY": "logtally-bouncer-keys/keys", "LOGTALLY_DECISIONS_WEBHOOK_URL": "logtally-webhook/webhook-url"}; !equalMaps(got, want) {
+		"LOGTALLY_DECISIONS_BOUNCER_KEY": "logtally-bouncer-keys/keys", "LOGTALLY_DECISIONS_WEBHOOK_URL": "logtally-webhook/webhook-url",
+		"LOGTALLY_EXPORT_POSTGRES_DSN": "logtally-postgres/dsn"}; !equalMaps(got, want) {
 		t.Errorf("Secret variables %v, want %v", got, want)
 	}
 	cfg := flat(stageConfig(t, objs, d))
@@ -517,7 +525,7 @@ func TestAllInOneSecurity(t *testing.T) {
 // TestExternalNATSSecurity: a creds file and the CA of an existing cluster.
 func TestExternalNATSSecurity(t *testing.T) {
 	objs := load(t, "external-nats")
-	for _, s := range stages {
+	for _, s := range stagesOf(objs) {
 		d := byComponent(objs, "Deployment", s)
 		cfg := flat(stageConfig(t, objs, d))
 		if cfg["nats.creds-file"] != secretsDir+"/nats-auth/nats.creds" || cfg["nats.tls.ca-file"] != secretsDir+"/nats-ca/ca.crt" ||
@@ -529,6 +537,9 @@ func TestExternalNATSSecurity(t *testing.T) {
 		}
 		if got := stageEnv(d)["LOGTALLY_DECISIONS_WEBHOOK_URL"]; (s == "detector") != (got == "logtally-webhook/url") {
 			t.Errorf("%s: webhook URL from %q", s, got)
+		}
+		if got := stageEnv(d)["LOGTALLY_EXPORT_POSTGRES_DSN"]; (s == "export") != (got == "logtally-postgres/url") {
+			t.Errorf("%s: PostgreSQL DSN from %q", s, got)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logtally/logtally/internal/app"
 )
 
 // TestLeastPrivilegePermissions runs every stage with its own user from the
@@ -52,6 +54,18 @@ func TestLeastPrivilegePermissions(t *testing.T) {
 	ref := w.tcpRef
 	c.waitTotals(t, w.from, w.to, ref.total, uint64(len(w.malformed)), 2*time.Minute)
 	verify(t, c, ref, w.from, w.to, uint64(len(w.malformed)))
+
+	// The export stage, as its own user, reads every counts bucket and the
+	// names: the closed hours of the workload become Parquet files of both
+	// tables at both resolutions, with no failed write and no unknown name.
+	// A path longer than 14 bytes is hashed: its text is read from the names bucket.
+	at := w.from.Add(5 * time.Minute).UTC().Format("02/Jan/2006:15:04:05 -0700")
+	sendTCP(t, front.Ingest.TCPAddr(), [][]byte{[]byte("198.51.100.200 - - [" + at + "] \"GET /a/path/longer/than/fourteen/bytes HTTP/1.1\" 200 10 \"-\" \"e2e\"")})
+	c.waitTotals(t, w.from, w.to, ref.total+1, uint64(len(w.malformed)), time.Minute)
+	parquet := t.TempDir()
+	exp := startApp(t, "export", newConfig(t, append(as("export"), "-target=export", "-export.parquet.dir="+parquet,
+		"-export.parquet.close-after=0s", "-export.interval=200ms")...))
+	waitParquet(t, exp, parquet, 2*time.Minute)
 
 	// The detector, as its own user, bans a flood of now; query serves it.
 	flood := make([][]byte, 1500)
@@ -97,4 +111,66 @@ func TestLeastPrivilegePermissions(t *testing.T) {
 	denied("parser", "$KV.logtally_state.cp.0")
 	denied("detector", "$KV.logtally_counts_1m.1.0")
 	denied("ingest", "$KV.logtally_decisions.d.flood.203_0_113_1")
+	denied("export", "$KV.logtally_counts_1m.1.0")
+	denied("export", "$KV.logtally_names.x")
+}
+
+// waitParquet waits until dir holds Parquet files of every table and
+// resolution, and checks the export stage's failure and unknown-name counters.
+func waitParquet(t *testing.T, a *app.App, dir string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var missing []string
+		tables, _ := os.ReadDir(dir)
+		for _, res := range []string{"1m", "1h"} {
+			for _, tb := range tables {
+				files, _ := filepath.Glob(filepath.Join(dir, tb.Name(), res, "*.parquet"))
+				if len(files) == 0 {
+					missing = append(missing, tb.Name()+"/"+res)
+				}
+			}
+		}
+		// Caught up: every change taken is written.
+		if len(tables) >= 2 && len(missing) == 0 && gauge(t, a, "logtally_export_lag_seconds") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("export: no Parquet files of %v (tables %d) within %s", missing, len(tables), timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "logtally_export_failures_total", "logtally_export_unknown_names_total":
+			for _, m := range mf.GetMetric() {
+				if v := m.GetCounter().GetValue(); v != 0 {
+					t.Errorf("export: %s = %v", mf.GetName(), v)
+				}
+			}
+		}
+	}
+}
+
+// gauge sums the values of a gauge of an app's registry (-1 when absent).
+func gauge(t *testing.T, a *app.App, name string) float64 {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetGauge().GetValue()
+			}
+			return sum
+		}
+	}
+	return -1
 }

@@ -108,6 +108,14 @@ Global `config`, then the stage's `config`, then the settings owned by the chart
 {{- if include "logtally.readsRules" . }}
 {{- $_ := set $owned "rules" (dict "file" (printf "%s/rules.yaml" (include "logtally.rulesDir" .))) }}
 {{- end }}
+{{- if include "logtally.runsExport" . }}
+{{- $e := $v.export }}
+{{- $exp := dict "interval" $e.interval }}
+{{- if $e.parquet.enabled }}
+{{- $_ := set $exp "parquet" (dict "dir" (include "logtally.parquetDir" .) "close-after" $e.parquet.closeAfter) }}
+{{- end }}
+{{- $_ := set $owned "export" $exp }}
+{{- end }}
 {{- if or (eq .component "ingest") (eq .component "allinone") }}
 {{- $ing := deepCopy (default dict (get $cfg "ingest")) }}
 {{- $_ := set $ing "tcp" (mergeOverwrite (default dict (get $ing "tcp")) (dict "addr" (printf ":%d" (int $v.ports.tcp)))) }}
@@ -170,6 +178,7 @@ affinity:
 {{- if hasKey (default dict $v.config) "rules" }}
 {{- fail "config.rules is set by the chart: the rules file is the ConfigMap of detector.rules" }}
 {{- end }}
+{{- include "logtally.validateExport" . }}
 {{- include "logtally.validateRules" . }}
 {{- if and (include "logtally.natsInternal" .) (lt (int $v.nats.replicas) 3) }}
 {{- fail "nats.replicas must be at least 3 (a JetStream cluster needs a quorum); use allInOne.enabled for a single node" }}
@@ -231,6 +240,55 @@ nothing: a file of comments only, which the binary reads as no rules.
 {{- if not (has $k (list "mode" "allow" "rules")) }}
 {{- fail (printf "detector.rules: unknown key %q (want mode, allow, rules)" $k) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Components that run the export stage with its sinks: the export Deployment,
+and all-in-one (-target=all) when export.enabled. Without export.enabled the
+all-in-one pod runs the stage with no sink: it exports nothing.
+*/}}
+{{- define "logtally.runsExport" -}}
+{{- if and .root.Values.export.enabled (has .component (list "export" "allinone")) }}true{{ end }}
+{{- end }}
+
+{{/* Components that write the Parquet files (export.parquet.enabled). */}}
+{{- define "logtally.writesParquet" -}}
+{{- if and (include "logtally.runsExport" .) .root.Values.export.parquet.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Mount directory of the Parquet volume (-export.parquet.dir). */}}
+{{- define "logtally.parquetDir" -}}/var/lib/logtally/parquet{{- end }}
+
+{{/* Claim of the Parquet volume: export.parquet.persistence.existingClaim or <release>-export-parquet. */}}
+{{- define "logtally.parquetClaim" -}}
+{{- default (printf "%s-export-parquet" (include "logtally.fullname" .)) .Values.export.parquet.persistence.existingClaim }}
+{{- end }}
+
+{{/* Checks of the export values that the schema cannot express. */}}
+{{- define "logtally.validateExport" -}}
+{{- $v := .Values }}
+{{- $e := $v.export }}
+{{- if $e.enabled }}
+{{- if not (or (include "logtally.exportPostgres.key" .) $e.parquet.enabled) }}
+{{- fail "export.enabled needs a sink: export.postgres.existingSecret (or export.postgres.dsn) and/or export.parquet.enabled" }}
+{{- end }}
+{{- if and $e.parquet.enabled (not $v.allInOne.enabled) (gt (int $e.replicaCount) 1) }}
+{{- fail (printf "export.replicaCount (%d) > 1 with export.parquet.enabled: replicas would write the same Parquet files; more than one replica is for PostgreSQL-only setups" (int $e.replicaCount)) }}
+{{- end }}
+{{- end }}
+{{- if and $e.postgres.existingSecret $e.postgres.dsn }}
+{{- fail "export.postgres: dsn is for the Secret the chart creates; with existingSecret put it into that Secret (key export.postgres.secretKey)" }}
+{{- end }}
+{{- $configs := dict "config" $v.config "ingest.config" $v.ingest.config "parser.config" $v.parser.config "aggregator.config" $v.aggregator.config "query.config" $v.query.config "detector.config" $v.detector.config "export.config" $e.config "allInOne.config" $v.allInOne.config }}
+{{- range $where, $cfg := $configs }}
+{{- $exp := dig "export" dict (default dict $cfg) }}
+{{- if hasKey (dig "postgres" dict $exp) "dsn" }}
+{{- fail (printf "%s.export.postgres.dsn would put a secret (the DSN's password) into a ConfigMap: use export.postgres (a Secret)" $where) }}
+{{- end }}
+{{- if hasKey (dig "parquet" dict $exp) "dir" }}
+{{- fail (printf "%s.export.parquet.dir is set by the chart: use export.parquet (its volume)" $where) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -48,6 +48,17 @@ config file points the flags at them.
 {{- if or $w.existingSecret $w.url }}{{ $w.urlKey }}{{ end }}
 {{- end }}
 
+{{/* Name of the Secret with the export stage's PostgreSQL DSN. */}}
+{{- define "logtally.exportPostgres.secretName" -}}
+{{- default (printf "%s-export-postgres" (include "logtally.fullname" .)) .Values.export.postgres.existingSecret }}
+{{- end }}
+
+{{/* Key of the DSN in that Secret, or "" without PostgreSQL. */}}
+{{- define "logtally.exportPostgres.key" -}}
+{{- $p := .Values.export.postgres }}
+{{- if or $p.existingSecret $p.dsn }}{{ $p.secretKey }}{{ end }}
+{{- end }}
+
 {{/* Name of the Secret with the NATS credentials. */}}
 {{- define "logtally.natsAuth.secretName" -}}
 {{- default (printf "%s-nats-auth" (include "logtally.fullname" .)) .Values.nats.auth.existingSecret }}
@@ -154,6 +165,12 @@ over the chart's other settings: (dict "root" $ "component" "ingest").
 {{- with include "logtally.webhook.key" $root }}
 {{- if has $.component (list "detector" "allinone") }}
 {{- $env = append $env (include "logtally.secretEnv" (list "LOGTALLY_DECISIONS_WEBHOOK_URL" (include "logtally.webhook.secretName" $root) .) | fromJson) }}
+{{- end }}
+{{- end }}
+{{- /* -export.postgres.dsn (it holds a password) on the export stage */}}
+{{- with include "logtally.exportPostgres.key" $root }}
+{{- if include "logtally.runsExport" $ }}
+{{- $env = append $env (include "logtally.secretEnv" (list "LOGTALLY_EXPORT_POSTGRES_DSN" (include "logtally.exportPostgres.secretName" $root) .) | fromJson) }}
 {{- end }}
 {{- end }}
 {{- if ne .component "allinone" }}

@@ -17,6 +17,7 @@ with (dict "root" $ "component" "ingest" "values" .Values.ingest "ports" (list .
       "aggregator" (list $http)
       "query" (list $http $grpc)
       "detector" (list $http)
+      "export" (list $http)
       "allinone" (list $http $grpc $tcp $syslogTcp $syslogUdp) }}
 {{- toJson (dict "ports" $all) }}
 {{- end }}
@@ -53,6 +54,7 @@ metadata:
     {{- $secretFiles := list "api-auth-secret.yaml" "nats-auth-secret.yaml" }}
     {{- if has .component (list "query" "allinone") }}{{ $secretFiles = append $secretFiles "bouncer-keys-secret.yaml" }}{{ end }}
     {{- if has .component (list "detector" "allinone") }}{{ $secretFiles = append $secretFiles "detector-webhook-secret.yaml" }}{{ end }}
+    {{- if has .component (list "export" "allinone") }}{{ $secretFiles = append $secretFiles "export-postgres-secret.yaml" }}{{ end }}
     {{- with include "logtally.secretsChecksum" (dict "root" $root "files" $secretFiles) }}
     checksum/secrets: {{ . }}
     {{- end }}
@@ -134,6 +136,10 @@ spec:
         - name: data
           mountPath: /data
         {{- end }}
+        {{- if include "logtally.writesParquet" . }}
+        - name: parquet
+          mountPath: {{ include "logtally.parquetDir" . }}
+        {{- end }}
         {{- if include "logtally.readsRules" . }}
         {{- /* the directory, never a subPath: a subPath mount gets no updates */}}
         - name: rules
@@ -152,6 +158,16 @@ spec:
       {{- if $v.persistence.enabled }}
       persistentVolumeClaim:
         claimName: {{ default (printf "%s-data" (include "logtally.fullname" $root)) $v.persistence.existingClaim }}
+      {{- else }}
+      emptyDir: {}
+      {{- end }}
+    {{- end }}
+    {{- if include "logtally.writesParquet" . }}
+    {{- $pp := $root.Values.export.parquet.persistence }}
+    - name: parquet
+      {{- if $pp.enabled }}
+      persistentVolumeClaim:
+        claimName: {{ include "logtally.parquetClaim" $root }}
       {{- else }}
       emptyDir: {}
       {{- end }}
@@ -178,6 +194,12 @@ metadata:
     {{- include "logtally.labels" . | nindent 4 }}
 spec:
   {{- if eq .component "allinone" }}
+  replicas: 1
+  strategy:
+    type: Recreate
+  {{- else if include "logtally.writesParquet" . }}
+  {{- /* one writer of the Parquet files, and a ReadWriteOnce claim: the old
+         pod ends before the new one starts */}}
   replicas: 1
   strategy:
     type: Recreate
